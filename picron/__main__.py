@@ -1,0 +1,3 @@
+from picron.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""Configuration (SPEC §3): the TOML file, the database location and the local node name."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from picron.errors import ConfigError, ValidationError
+
+DEFAULT_CONFIG_PATH = Path("/etc/picron/picron.toml")
+NODE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_KEYS = {"database": str, "node": str, "nodes": list, "timezone": str, "listen": str,
+         "task_timeout": int, "history_days": int, "allowed_hosts": list}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved settings; every field has its SPEC §3 default."""
+
+    database: str
+    node: str
+    nodes: tuple[str, ...]
+    timezone: str | None = None
+    listen: str = "127.0.0.1:8080"
+    task_timeout: int = 3600
+    history_days: int = 30
+    allowed_hosts: tuple[str, ...] = ()
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def known_nodes(self) -> tuple[str, ...]:
+        """The configured nodes, with the local node first if it was not listed."""
+        return self.nodes if self.node in self.nodes else (self.node, *self.nodes)
+
+
+def check_node(name: object, field_name: str = "node") -> str:
+    """Return ``name`` if it is a valid node name (``[A-Za-z0-9._-]{1,64}``), else raise."""
+    if not isinstance(name, str) or not NODE_PATTERN.fullmatch(name):
+        raise ValidationError(
+            f"{field_name}: {name!r} is not a valid node name (1-64 of A-Z a-z 0-9 . _ -)",
+            field=field_name)
+    return name
+
+
+def load_config(config_path: str | None = None, db_path: str | None = None,
+                env: dict | None = None) -> Config:
+    """Read the config file and environment and resolve everything (SPEC §3).
+
+    ``config_path`` and ``db_path`` are the command-line values (None when not given).
+    Raises ``ConfigError`` for an unreadable or invalid file or a bad environment value.
+    """
+    env = os.environ if env is None else env
+    path = _config_file(config_path, env)
+    values = _read_toml(path) if path is not None else {}
+    node = env.get("PICRON_NODE") or values.get("node") or socket.gethostname().split(".")[0]
+    try:
+        node = check_node(node)
+        nodes = tuple(check_node(n, "nodes") for n in values.get("nodes", [node]))
+    except ValidationError as error:
+        raise ConfigError(f"config: {error.message}") from None
+    timezone = values.get("timezone")
+    if timezone is not None:
+        from picron.schedule import get_zone
+
+        try:
+            get_zone(timezone)
+        except ValidationError as error:
+            raise ConfigError(f"config: {error.message}") from None
+    for key in ("task_timeout", "history_days"):
+        if key in values and values[key] <= 0:
+            raise ConfigError(f"config: {key} must be a positive number of "
+                              f"{'seconds' if key == 'task_timeout' else 'days'}")
+    return Config(
+        database=db_path or env.get("PICRON_DB") or values.get("database") or _default_db(env),
+        node=node,
+        nodes=tuple(dict.fromkeys(nodes)),
+        timezone=timezone,
+        listen=values.get("listen", "127.0.0.1:8080"),
+        task_timeout=values.get("task_timeout", 3600),
+        history_days=values.get("history_days", 30),
+        allowed_hosts=tuple(values.get("allowed_hosts", ())),
+        path=path,
+    )
+
+
+def _config_file(config_path: str | None, env) -> Path | None:
+    if config_path:
+        return Path(config_path)
+    if env.get("PICRON_CONFIG"):
+        return Path(env["PICRON_CONFIG"])
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
+def _read_toml(path: Path) -> dict:
+    import tomllib
+
+    try:
+        with open(path, "rb") as file:
+            values = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"config: cannot read {path}: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config: {path} is not valid TOML: {error}") from None
+    for key, value in values.items():
+        expected = _KEYS.get(key)
+        if expected is None:
+            raise ConfigError(f"config: unknown key {key!r} in {path}")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(f"config: {key} in {path} must be a {expected.__name__}")
+        if expected is list and not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"config: {key} in {path} must be a list of strings")
+    return values
+
+
+def _default_db(env) -> str:
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "picron", "picron.db")

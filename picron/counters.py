@@ -1,0 +1,66 @@
+"""Event counters (SPEC §5): named integers that applications increase.
+
+From Python::
+
+    import picron
+    picron.increase_counter("logins_failed")                 # the configured database
+    picron.increase_counter("logins_failed", 5, database="/var/lib/picron/picron.db")
+
+Every change is one atomic SQL statement, so concurrent processes never lose a count.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+from picron.errors import NotFound, ValidationError
+
+MAX_NAME_LENGTH = 64
+
+
+def check_counter_name(name: object) -> str:
+    """A counter name: 1-64 characters, no control characters."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("name: a counter needs a non-empty name", field="name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(f"name: longer than {MAX_NAME_LENGTH} characters", field="name")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+        raise ValidationError("name: must not contain control characters", field="name")
+    return name
+
+
+def change_counter(store, name: str, by: int) -> int:
+    """Add ``by`` (negative to decrease) to counter ``name``; returns the new value."""
+    return store.change_counter(check_counter_name(name), by)
+
+
+def reset_counter(store, name: str) -> None:
+    store.set_counter(check_counter_name(name), 0)
+
+
+def read_counter(store, name: str) -> int:
+    """The counter's value; raises ``NotFound`` if it was never set."""
+    value = store.get_counter(check_counter_name(name))
+    if value is None:
+        raise NotFound(f"counter {name!r} not found", field="name")
+    return value
+
+
+def increase_counter(name: str, by: int = 1, database: str | None = None) -> int:
+    """Increase a counter in a picron database from any Python program; returns the value.
+
+    ``database`` defaults to the configured one (``PICRON_DB``, config file, default path).
+    """
+    from picron.config import load_config
+    from picron.db import connect
+    from picron.store import Store
+
+    store = Store(connect(database or load_config().database))
+    try:
+        return change_counter(store, name, by)
+    finally:
+        store.conn.close()
+
+
+def decrease_counter(name: str, by: int = 1, database: str | None = None) -> int:
+    """Decrease a counter (see ``increase_counter``); returns the new value."""
+    return increase_counter(name, -by, database)

@@ -1,0 +1,20 @@
+"""Is this node's cron still calling ``run_scheduled``? (``picron check``, ``/api/health``)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from picron.schedule import to_db
+
+
+def check_ticks(store, node: str, now: datetime, max_age_minutes: int = 15) -> tuple[bool, str]:
+    """(ok, message): ok when ``run_scheduled`` ran on ``node`` within ``max_age_minutes``."""
+    last = store.last_tick(node)
+    if last is None:
+        return False, (f"run_scheduled has never been invoked on node {node}: "
+                       "is the cron entry (cron.d/picron) installed?")
+    age = now - last
+    minutes = int(age.total_seconds() // 60)
+    if age > timedelta(minutes=max_age_minutes):
+        return False, (f"run_scheduled last ran on node {node} at {to_db(last)}, {minutes} "
+                       f"minutes ago (more than {max_age_minutes}): check the cron entry")
+    return True, f"ok: run_scheduled last ran on node {node} at {to_db(last)} ({minutes} min ago)"

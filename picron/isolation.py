@@ -1,0 +1,114 @@
+"""Executing one task module: in-process, or in a forked child that a timeout can kill.
+
+An in-process timeout cannot stop a task that swallows exceptions or sits in a long C
+call; a child process in its own process group can always be killed, together with any
+command it started. The child dies with its parent, so a killed runner leaves nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import time
+
+from picron.modules import TaskContext, TaskModule
+from picron.store import truncate_message
+
+_PR_SET_PDEATHSIG = 1
+
+
+def run_module(module: type[TaskModule], options: dict, context: TaskContext) -> tuple[str, str]:
+    """Run ``module.do(options)`` here; returns (status, message). Never raises."""
+    instance = None
+    try:
+        instance = module(context)
+        ok = instance.do(options)
+    except Exception as error:  # a task's failure must never stop the runner
+        context.logger.debug("task %s raised", context.task_name, exc_info=True)
+        said = "\n".join(instance.output) + "\n" if instance and instance.output else ""
+        return "failed", truncate_message(f"{said}{type(error).__name__}: {error}")
+    message = "\n".join(instance.output)
+    if ok is True:
+        return "success", truncate_message(message)
+    return "failed", truncate_message(message or f"module {module.identifier} reported failure")
+
+
+def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
+                 timeout: float) -> tuple[str, str]:
+    """Run the module in a forked child; kill it (and its process group) after ``timeout`` s."""
+    pdeathsig = _pdeathsig_setter()
+    parent = os.getpid()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(read_end)
+            os.setpgid(0, 0)
+            pdeathsig()
+            if os.getppid() != parent:
+                os._exit(1)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            result = json.dumps(run_module(module, options, context)).encode()
+            while result:
+                result = result[os.write(write_end, result):]
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        return _collect(pid, read_end, timeout)
+    finally:
+        os.close(read_end)
+
+
+def _collect(pid: int, read_end: int, timeout: float) -> tuple[str, str]:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            _kill_group(pid)
+            os.waitpid(pid, 0)
+            return "timeout", f"stopped after the timeout of {timeout:g} s"
+        ready, _, _ = select.select([read_end], [], [], remaining)
+        if ready:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            data += chunk
+    _kill_group(pid)  # leftovers the task started in the background
+    _, status = os.waitpid(pid, 0)
+    try:
+        state, message = json.loads(data)
+        return state, message
+    except ValueError:
+        return "failed", f"the task process died ({_describe_exit(status)})"
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _pdeathsig_setter():
+    """A function that makes the calling (child) process die with its parent (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError, ImportError):
+        return lambda: None
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

@@ -1,0 +1,186 @@
+"""Running tasks: the cron tick, manual runs, claims, child processes and timeouts.
+
+A run is claimed in the database before it starts (one ``running`` row per task and
+node, admitted only while the task is due), executed in a forked child process so that
+its timeout can really stop it, and recorded when it ends. A run whose owner died is
+recorded as ``interrupted`` by the next tick and does not block the task.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable
+
+from picron.errors import PicronError
+from picron.schedule import utcnow
+from picron.store import Claim, Store, Task
+
+# A run still "running" this long after its deadline has lost its owner, even if a
+# process with the owner's pid exists (pids are reused) or it ran on another host.
+STALE_GRACE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How one run ended."""
+
+    run_id: int
+    task_id: int
+    task: str
+    node: str
+    trigger: str
+    status: str
+    message: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+
+@dataclass
+class TickReport:
+    """What one ``run_scheduled`` invocation did."""
+
+    node: str
+    now: datetime
+    results: list[RunResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    interrupted: list[int] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(not result.ok for result in self.results)
+
+
+class Runner:
+    """Runs the tasks of one node.
+
+    ``registry`` maps module identifiers to classes (discovered lazily); ``database`` is
+    the path modules open for themselves; ``isolate`` runs each task in a forked child
+    (the default; an in-memory database cannot be shared with a child, so it runs
+    in-process there, without a hard timeout).
+    """
+
+    def __init__(self, store: Store, registry, *, node: str, database: str,
+                 default_timeout: int = 3600, history_days: int | None = None,
+                 clock: Callable[[], datetime] = utcnow, isolate: bool | None = None,
+                 host: str | None = None) -> None:
+        self.store = store
+        self.registry = registry
+        self.node = node
+        self.database = database
+        self.default_timeout = default_timeout
+        self.history_days = history_days
+        self.clock = clock
+        self.isolate = database != ":memory:" if isolate is None else isolate
+        self.host = host or socket.gethostname()
+
+    def run_scheduled(self, on_start: Callable[[Task], None] | None = None,
+                      on_result: Callable[[RunResult], None] | None = None) -> TickReport:
+        """Run every active task due on this node now, once each, in run order (SPEC §2).
+
+        However many slots were missed, a due task runs once (missed runs coalesce). A
+        task that another process is running, or has just run, is skipped. A failure
+        never stops the other tasks; ``TickReport.failed`` says whether any failed.
+        """
+        now = self.clock()
+        report = TickReport(node=self.node, now=now)
+        self.store.record_tick(self.node, now)
+        report.interrupted = self.recover_interrupted(now)
+        for name, reference in self.store.future_references(self.node, now):
+            report.warnings.append(
+                f"task {name!r}: its last run ({reference:%Y-%m-%d %H:%M:%S} UTC) is in the "
+                "future - the clock went backwards; it waits for its next slot")
+        for task_id in self.store.due_task_ids(self.node, now):
+            claim = self.store.claim_run(task_id, self.node, "scheduled", self.clock(),
+                                         pid=os.getpid(), host=self.host,
+                                         timeout=self.default_timeout)
+            if claim is None:
+                continue  # another invocation is running it or has just run it
+            if on_start:
+                on_start(claim.task)
+            result = self.execute(claim)
+            report.results.append(result)
+            if on_result:
+                on_result(result)
+        if report.results and self.history_days:
+            self.store.delete_runs_before(now - timedelta(days=self.history_days))
+        return report
+
+    def due_tasks(self, at: datetime) -> list[Task]:
+        """The tasks a tick at ``at`` would run on this node (for ``--dryrun``), in order."""
+        return [task for task in self.store.list_tasks(self.node)
+                if task.active and task.next_runs[self.node] <= at]
+
+    def claim_manual(self, task_id: int, node: str | None = None) -> Claim:
+        """Claim a manual run (SPEC §2 rule 7); raises ``AlreadyRunning`` or ``NotFound``."""
+        self.recover_interrupted(self.clock())
+        return self.store.claim_run(task_id, node or self.node, "manual", self.clock(),
+                                    pid=os.getpid(), host=self.host,
+                                    timeout=self.default_timeout)
+
+    def run_manually(self, task_id: int, node: str | None = None) -> RunResult:
+        """Run a task now on ``node`` (default: local), active or not, and record it."""
+        return self.execute(self.claim_manual(task_id, node))
+
+    def execute(self, claim: Claim) -> RunResult:
+        """Run a claimed task to its end and record the result."""
+        task = claim.task
+        timeout = task.timeout or self.default_timeout
+        started = time.monotonic()
+        try:
+            module = self.registry.get(task.taskmodule)
+            options = module.typed_options(task.options)
+        except PicronError as error:
+            status, message = "failed", f"{error.message} (is the module installed?)"
+        else:
+            from picron.modules import TaskContext
+
+            context = TaskContext(node=claim.node, database=self.database, now=self.clock,
+                                  timeout=timeout, task_name=task.name)
+            if self.isolate:
+                from picron.isolation import run_in_child
+
+                status, message = run_in_child(module, options, context, timeout)
+            else:
+                from picron.isolation import run_module
+
+                status, message = run_module(module, options, context)
+        duration = time.monotonic() - started
+        self.store.finish_run(claim.run_id, status, self.clock(), duration, message)
+        return RunResult(run_id=claim.run_id, task_id=task.id, task=task.name,
+                         node=claim.node, trigger=claim.trigger, status=status,
+                         message=message, duration=duration)
+
+    def recover_interrupted(self, now: datetime) -> list[int]:
+        """Record runs whose owning process died as ``interrupted``; returns their ids."""
+        recovered = []
+        for run in self.store.running_runs():
+            owner_dead = run.host == self.host and run.pid is not None and not _alive(run.pid)
+            overdue = run.deadline is not None and run.deadline + STALE_GRACE < now
+            if not (owner_dead or overdue):
+                continue
+            why = (f"the process running it (pid {run.pid} on {run.host}) died" if owner_dead
+                   else "it outlived its timeout; its process is gone or unresponsive")
+            duration = max((now - run.start).total_seconds(), 0.0)
+            if self.store.finish_run(run.id, "interrupted", now, duration, f"interrupted: {why}"):
+                recovered.append(run.id)
+        return recovered
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is dead for our purposes
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return file.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True

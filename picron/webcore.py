@@ -1,0 +1,83 @@
+"""What page and API handlers see of HTTP: ``Request``, ``Response`` and escaping templates.
+
+Handlers are plain functions ``(app, req, **params) -> Response``; ``picron.web`` turns
+sockets into ``Request`` objects and ``Response`` objects into bytes. Templates escape
+every value unless it is wrapped in ``Raw`` (a fragment we built ourselves).
+"""
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from string import Template
+
+
+class Raw(str):
+    """An HTML fragment that is already safe; ``render`` inserts it unescaped.
+
+    ``Raw + str`` is a plain ``str``, so a slip double-escapes rather than injects.
+    """
+
+
+def escape(value: object) -> Raw:
+    return value if isinstance(value, Raw) else Raw(html.escape(str(value), quote=True))
+
+
+def render(template: str | Template, **values: object) -> Raw:
+    """Fill ``$name`` placeholders, HTML-escaping every value that is not ``Raw``.
+
+    Uses ``substitute``: a missing value raises ``KeyError`` instead of leaking ``$name``.
+    """
+    template = template if isinstance(template, Template) else Template(template)
+    return Raw(template.substitute({key: escape(value) for key, value in values.items()}))
+
+
+@dataclass
+class Request:
+    """One HTTP request, already size-checked and decoded by the adapter."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+    form: dict[str, list[str]] = field(default_factory=dict)  # parsed urlencoded body
+    json: object = None  # parsed JSON body (None if none was sent)
+    user: str | None = None  # "admin" once authenticated, "local" without a password
+    csrf_token: str = ""  # the session's token, for forms to embed
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """The first value of query parameter ``name``."""
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def field(self, name: str, default: str | None = None) -> str | None:
+        """The last value of form field ``name`` (a hidden default plus a checkbox)."""
+        values = self.form.get(name)
+        return values[-1] if values else default
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def html_response(page: str, status: int = 200) -> Response:
+    return Response(status=status, body=page.encode("utf-8"))
+
+
+def json_response(value: object, status: int = 200, headers: dict | None = None) -> Response:
+    body = json.dumps(value, ensure_ascii=False).encode("utf-8") if status != 204 else b""
+    return Response(status=status, body=body, content_type="application/json",
+                    headers=dict(headers or {}))
+
+
+def redirect(location: str, status: int = 303) -> Response:
+    """A redirect to a path of this site (never to another host)."""
+    if not location.startswith("/") or location.startswith("//") or "\\" in location:
+        location = "/"
+    return Response(status=status, headers={"Location": location})

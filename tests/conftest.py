@@ -1,0 +1,122 @@
+"""Shared fixtures: an in-memory store, a controllable clock, fake task modules, an app."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from picron.app import App
+from picron.config import Config
+from picron.db import connect
+from picron.modules import Option, Registry, TaskModule
+from picron.store import Store
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs) -> datetime:
+        self.now += timedelta(**kwargs)
+        return self.now
+
+    def set(self, when: datetime) -> datetime:
+        self.now = when
+        return when
+
+
+class Succeed(TaskModule):
+    identifier = "succeed"
+    description = "Always succeeds; counts its calls."
+    options = {"note": Option("str", "free text")}
+    calls: list = []
+
+    def do(self, options):
+        Succeed.calls.append((self.context.task_name, self.context.node))
+        self.say("fine")
+        return True
+
+
+class Fail(TaskModule):
+    identifier = "fail"
+    description = "Always fails."
+    options = {}
+
+    def do(self, options):
+        self.say("it broke")
+        return False
+
+
+class Boom(TaskModule):
+    identifier = "boom"
+    description = "Always raises."
+    options = {}
+
+    def do(self, options):
+        raise RuntimeError("kaboom")
+
+
+class Sleep(TaskModule):
+    identifier = "sleep"
+    description = "Sleeps for 'seconds' (really)."
+    options = {"seconds": Option("int", "how long", required=True),
+               "loud": Option("bool", "say something", default=False)}
+
+    def do(self, options):
+        time.sleep(options["seconds"])
+        return True
+
+
+FAKE_MODULES = {cls.identifier: cls for cls in (Succeed, Fail, Boom, Sleep)}
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def registry():
+    Succeed.calls = []
+    return Registry(modules=FAKE_MODULES)
+
+
+@pytest.fixture
+def conn():
+    connection = connect(":memory:")
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def store(conn):
+    return Store(conn, default_zone=timezone.utc)
+
+
+@pytest.fixture
+def config():
+    return Config(database=":memory:", node="node1", nodes=("node1",), timezone="UTC")
+
+
+@pytest.fixture
+def app(config, clock, registry):
+    return App(config, clock=clock, registry=registry)
+
+
+@pytest.fixture
+def db_path(tmp_path, monkeypatch):
+    """A temporary database file, also set as PICRON_DB for CLI tests."""
+    path = str(tmp_path / "picron.db")
+    monkeypatch.setenv("PICRON_DB", path)
+    monkeypatch.setenv("PICRON_NODE", "node1")
+    monkeypatch.setenv("PICRON_CONFIG", str(tmp_path / "absent-is-not-read.toml"))
+    monkeypatch.delenv("PICRON_CONFIG")
+    return path
