@@ -5,8 +5,11 @@ From Python::
     import picron
     picron.increase_counter("logins_failed")                 # the configured database
     picron.increase_counter("logins_failed", 5, database="/var/lib/picron/picron.db")
+    picron.decrease_counter("sessions_open")
 
-Every change is one atomic SQL statement, so concurrent processes never lose a count.
+Every change is one atomic SQL statement in its own ``BEGIN IMMEDIATE`` transaction,
+so concurrent processes never lose a count. The ``eventcounter`` task module turns a
+counter into monitoring stats.
 """
 from __future__ import annotations
 
@@ -15,10 +18,11 @@ import unicodedata
 from picron.errors import NotFound, ValidationError
 
 MAX_NAME_LENGTH = 64
+MAX_STEP = 2**53  # far beyond any real count; keeps every value an exact SQLite integer
 
 
 def check_counter_name(name: object) -> str:
-    """A counter name: 1-64 characters, no control characters."""
+    """A counter name: 1-64 characters, no control characters; else ``ValidationError``."""
     if not isinstance(name, str) or not name.strip():
         raise ValidationError("name: a counter needs a non-empty name", field="name")
     if len(name) > MAX_NAME_LENGTH:
@@ -28,12 +32,24 @@ def check_counter_name(name: object) -> str:
     return name
 
 
+def _check_step(by: object) -> int:
+    if isinstance(by, bool) or not isinstance(by, int) or abs(by) > MAX_STEP:
+        raise ValidationError(f"by: must be an integer between -{MAX_STEP} and {MAX_STEP}",
+                              field="by")
+    return by
+
+
 def change_counter(store, name: str, by: int) -> int:
-    """Add ``by`` (negative to decrease) to counter ``name``; returns the new value."""
-    return store.change_counter(check_counter_name(name), by)
+    """Add ``by`` (negative to decrease) to counter ``name``; returns the new value.
+
+    A counter that does not exist yet starts at 0. Raises ``ValidationError`` for a bad
+    name or a ``by`` that is not an integer of magnitude at most 2**53.
+    """
+    return store.change_counter(check_counter_name(name), _check_step(by))
 
 
 def reset_counter(store, name: str) -> None:
+    """Set counter ``name`` to 0 (creating it if needed)."""
     store.set_counter(check_counter_name(name), 0)
 
 
@@ -49,11 +65,14 @@ def increase_counter(name: str, by: int = 1, database: str | None = None) -> int
     """Increase a counter in a picron database from any Python program; returns the value.
 
     ``database`` defaults to the configured one (``PICRON_DB``, config file, default path).
+    Opens and closes its own connection. Raises ``ValidationError`` for a bad name or
+    step, ``StorageError`` when the database is unusable (or busy for over 5 s).
     """
     from picron.config import load_config
     from picron.db import connect
     from picron.store import Store
 
+    _check_step(by)
     store = Store(connect(database or load_config().database))
     try:
         return change_counter(store, name, by)
@@ -63,4 +82,4 @@ def increase_counter(name: str, by: int = 1, database: str | None = None) -> int
 
 def decrease_counter(name: str, by: int = 1, database: str | None = None) -> int:
     """Decrease a counter (see ``increase_counter``); returns the new value."""
-    return increase_counter(name, -by, database)
+    return increase_counter(name, -_check_step(by), database)

@@ -309,6 +309,28 @@ class Store:
 
     # -- scheduling ------------------------------------------------------------------
 
+    def set_last_run(self, task_id: int, node: str, at: datetime) -> None:
+        """Record ``at`` as the last run on ``node`` and reschedule (privacyIDEA's
+        ``set_periodic_task_last_run``; for tests, imports and repairs).
+
+        Raises ``NotFound`` unless the task is assigned to ``node``.
+        """
+        from picron.schedule import get_zone, next_fire
+
+        with self._write():
+            row = self.conn.execute(
+                "select task.interval, task.timezone, task.active from task join task_node"
+                " on task_node.task_id = task.id and task_node.node = ? where task.id = ?",
+                (node, task_id)).fetchone()
+            if row is None:
+                raise NotFound(f"task {task_id} is not assigned to node {node}", field="node")
+            next_run = to_db(next_fire(row["interval"], at,
+                                       get_zone(row["timezone"], self.default_zone)))
+            self.conn.execute(
+                "update task_node set last_run_at = ?, next_run_at = ?, due_at = ?,"
+                " failed_attempts = 0 where task_id = ? and node = ?",
+                (to_db(at), next_run, next_run if row["active"] else None, task_id, node))
+
     def due_task_ids(self, node: str, now: datetime) -> list[int]:
         """Ids of active tasks due on ``node`` at ``now``, in run order (one indexed query)."""
         rows = self.conn.execute(
@@ -520,6 +542,11 @@ class Store:
             return self.conn.execute(
                 "delete from stat where (? is null or key = ?) and at < ?",
                 (key, key, to_db(before) if before else "~")).rowcount
+
+    def count_tasks(self, active: bool | None = None) -> int:
+        """How many tasks exist; only the active (or inactive) ones if ``active`` is given."""
+        return self._query("select count(*) from task where ? is null or active = ?",
+                           (active, active))[0][0]
 
     def get_setting(self, key: str) -> str | None:
         row = self.conn.execute("select value from setting where key = ?", (key,)).fetchone()

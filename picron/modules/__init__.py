@@ -85,6 +85,14 @@ class TaskModule:
         raise NotImplementedError
 
     @classmethod
+    def check_options(cls, options: dict) -> None:
+        """Checks beyond the schema (ranges, URL schemes): raise ``ValidationError``.
+
+        Receives the typed options with defaults filled in. Called when a task is saved
+        and again before each run, so options stored by an older version fail clearly.
+        """
+
+    @classmethod
     def to_json(cls) -> dict:
         return {"identifier": cls.identifier, "description": cls.description,
                 "options": {name: option.to_json() for name, option in cls.options.items()}}
@@ -113,16 +121,31 @@ class TaskModule:
             if option.required and key not in stored:
                 raise ValidationError(f"options: module {cls.identifier} requires option "
                                       f"{key!r}", field="options")
+        cls.check_options(cls._typed(stored))
         return stored
 
     @classmethod
     def typed_options(cls, stored: dict[str, str]) -> dict:
-        """Stored strings converted to schema types, with defaults for missing keys."""
+        """Stored strings converted to schema types, with defaults for missing keys.
+
+        The values are checked again (they may predate a stricter version of the
+        module); raises ``ValidationError`` naming the option. Unknown keys are ignored.
+        """
+        known = {key: value for key, value in stored.items() if key in cls.options}
+        for key, option in cls.options.items():
+            if option.required and key not in known:
+                raise ValidationError(f"options: module {cls.identifier} requires option "
+                                      f"{key!r}", field="options")
+        values = cls._typed({key: _normalise(key, cls.options[key], value)
+                             for key, value in known.items()})
+        cls.check_options(values)
+        return values
+
+    @classmethod
+    def _typed(cls, stored: dict[str, str]) -> dict:
         values = {key: option.default for key, option in cls.options.items()}
         for key, text in stored.items():
-            option = cls.options.get(key)
-            if option is not None:
-                values[key] = _convert(option.type, text)
+            values[key] = _convert(cls.options[key].type, text)
         return values
 
 
@@ -132,7 +155,7 @@ def _normalise(key: str, option: Option, value: object) -> str:
         raise ValidationError(f"{where} must be a {option.type}, not {type(value).__name__}",
                               field="options")
     if option.type == "bool":
-        text = str(value).lower() if not isinstance(value, bool) else str(value).lower()
+        text = str(value).strip().lower()
         if text in _TRUE:
             return "true"
         if text in _FALSE:
@@ -168,6 +191,7 @@ class Registry:
     """The installed task modules by identifier, discovered on first use.
 
     Discovery is lazy so that a cron tick with nothing due never imports a module.
+    ``problems`` lists the third-party modules that were skipped, one line each.
     """
 
     def __init__(self, discover: Callable[[], Iterator[type[TaskModule]]] | None = None,
@@ -175,62 +199,77 @@ class Registry:
         self._discover = discover
         self._modules = dict(modules) if modules is not None else None
         self.problems: list[str] = []
+        self.skipped: dict[str, str] = {}
 
     @property
     def modules(self) -> dict[str, type[TaskModule]]:
         if self._modules is None:
-            self._modules = {}
-            for module in (self._discover() if self._discover else ()):
-                self._modules[module.identifier] = module
+            found = {module.identifier: module
+                     for module in (self._discover() if self._discover else ())}
+            self._modules = found
         return self._modules
 
     def get(self, identifier: str) -> type[TaskModule]:
-        """The module for ``identifier`` (any case); raises ``ValidationError``."""
-        module = self.modules.get(str(identifier).lower()) if isinstance(identifier, str) \
-            else None
+        """The module for ``identifier`` (any case); raises ``ValidationError``.
+
+        If a third-party module of that name failed to load, the message says why.
+        """
+        key = identifier.lower() if isinstance(identifier, str) else None
+        module = self.modules.get(key) if key else None
         if module is None:
-            raise ValidationError(f"taskmodule: unknown task module {identifier!r}",
+            why = f" ({self.skipped[key]})" if key in self.skipped else ""
+            raise ValidationError(f"taskmodule: unknown task module {identifier!r}{why}",
                                   field="taskmodule")
         return module
+
+    def skip(self, name: str, reason: str) -> None:
+        """Record (and log) a third-party module that could not be used."""
+        self.skipped[name.lower()] = reason
+        self.problems.append(f"task module {name!r} skipped: {reason}")
+        logger.warning("%s", self.problems[-1])
 
     def __iter__(self) -> Iterator[type[TaskModule]]:
         return iter(sorted(self.modules.values(), key=lambda m: m.identifier))
 
 
 def load_modules() -> Registry:
-    """The registry of built-in and entry-point modules (discovered on first use)."""
+    """The registry of built-in and entry-point modules (discovered on first use).
+
+    A built-in module that fails to import, or two built-ins with one identifier, are
+    bugs and raise. A third-party module that fails to import, is malformed or takes
+    an identifier already in use is logged, listed in ``Registry.problems`` and skipped.
+    """
     registry = Registry()
-    registry._discover = lambda: _discover_all(registry.problems)
+    registry._discover = lambda: _discover_all(registry)
     return registry
 
 
-def _discover_all(problems: list[str]) -> Iterator[type[TaskModule]]:
+def _discover_all(registry: Registry) -> Iterator[type[TaskModule]]:
     seen: dict[str, str] = {}
     for info in pkgutil.iter_modules(__path__):
         module = import_module(f"{__name__}.{info.name}")
         for cls in _module_classes(module):
             if cls.identifier in seen:
                 raise RuntimeError(f"two built-in task modules named {cls.identifier!r}")
-            seen[cls.identifier] = info.name
+            seen[cls.identifier] = f"built-in module {cls.identifier}"
             yield cls
-    yield from _discover_entry_points(seen, problems)
+    yield from _discover_entry_points(seen, registry)
 
 
-def _discover_entry_points(seen: dict[str, str], problems: list[str]):
+def _discover_entry_points(seen: dict[str, str], registry: Registry):
     from importlib.metadata import entry_points
 
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = entry.load()
             check_module_class(cls)
-        except Exception as error:  # a broken third-party package must not stop picron
-            problems.append(f"task module {entry.name!r} ({entry.value}) skipped: {error}")
-            logger.warning("%s", problems[-1])
+        except (Exception, SystemExit) as error:  # a broken package must not stop picron
+            registry.skip(entry.name, f"{entry.value} cannot be loaded: "
+                                      f"{type(error).__name__}: {error}")
             continue
         if cls.identifier in seen:
-            problems.append(f"task module {entry.name!r} ({entry.value}) skipped: identifier "
-                            f"{cls.identifier!r} is already taken by {seen[cls.identifier]}")
-            logger.warning("%s", problems[-1])
+            registry.skip(entry.name, f"{entry.value}: identifier {cls.identifier!r} is "
+                                      f"already taken by {seen[cls.identifier]}")
             continue
         seen[cls.identifier] = entry.value
         yield cls
@@ -244,15 +283,25 @@ def _module_classes(module) -> Iterator[type[TaskModule]]:
             yield value
 
 
+_PYTHON_TYPES = {"bool": bool, "int": int, "str": str}
+
+
 def check_module_class(cls: object) -> None:
     """Raise ``TypeError`` unless ``cls`` is a well-formed ``TaskModule`` subclass."""
     if not (isinstance(cls, type) and issubclass(cls, TaskModule)):
         raise TypeError("not a picron.modules.TaskModule subclass")
-    if not _IDENTIFIER.fullmatch(cls.identifier or ""):
-        raise TypeError(f"bad identifier {cls.identifier!r} (lowercase letters, digits, _)")
+    if not isinstance(cls.identifier, str) or not _IDENTIFIER.fullmatch(cls.identifier):
+        raise TypeError(f"bad identifier {cls.identifier!r} (1-64 lowercase letters, digits "
+                        "and _, starting with a letter)")
+    if not isinstance(cls.description, str) or not isinstance(cls.options, dict):
+        raise TypeError("description must be a str and options a dict")
     for name, option in cls.options.items():
         if not isinstance(option, Option) or option.type not in OPTION_TYPES:
             raise TypeError(f"option {name!r} needs an Option of type bool, int or str")
+        python_type = _PYTHON_TYPES[option.type]
+        if option.default is not None and (type(option.default) is not python_type):
+            raise TypeError(f"option {name!r}: default {option.default!r} is not a "
+                            f"{option.type}")
 
 
 __all__ = ["Option", "TaskContext", "TaskModule", "Registry", "load_modules",
