@@ -1,14 +1,22 @@
-"""The web admin password: salted scrypt hashes, stored in the database."""
+"""The web admin password: salted scrypt hashes, stored in the database, and checking it.
+
+One scrypt costs 16 MiB and ~50 ms, so the web server verifies one password at a time
+(``PasswordChecker``): parallel logins queue instead of exhausting memory.
+"""
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
 import sys
+import threading
 
 from picron.errors import ValidationError
 
 PASSWORD_SETTING = "admin_password"
+ADMIN_USER = "admin"
 MIN_PASSWORD_LENGTH = 8
 _N, _R, _P = 2**14, 8, 1
 
@@ -56,3 +64,49 @@ def read_new_password() -> str:
             raise ValidationError("password: the two entries differ", field="password")
         return first
     return sys.stdin.readline().rstrip("\r\n")
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    """(user, password) from an ``Authorization: Basic ...`` header, or None."""
+    scheme, _, encoded = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        text = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = text.partition(":")
+    return (user, password) if sep else None
+
+
+class PasswordChecker:
+    """Verifies admin logins one at a time; remembers recent successes of HTTP Basic.
+
+    Scripts using HTTP Basic send the password with every request; a small in-memory
+    cache of keyed digests of verified (hash, password) pairs spares a scrypt per call.
+    A changed password changes the hash, so old entries simply stop matching.
+    """
+
+    def __init__(self, cache_size: int = 64) -> None:
+        self._lock = threading.Lock()
+        self._key = secrets.token_bytes(32)
+        self._verified: dict[bytes, None] = {}
+        self._cache_size = cache_size
+
+    def check(self, user: str, password: str, stored: str) -> bool:
+        """Whether ``user``/``password`` is the admin login for hash ``stored``.
+
+        Every wrong login costs the same scrypt (the user name is checked after it).
+        """
+        mark = hmac.new(self._key, f"{stored}\0{user}\0{password}".encode("utf-8", "replace"),
+                        hashlib.sha256).digest()
+        with self._lock:
+            if mark in self._verified:
+                return True
+            right_user = hmac.compare_digest(user.encode("utf-8", "replace"), ADMIN_USER.encode())
+            ok = verify_password(password, stored) and right_user
+            if ok:
+                if len(self._verified) >= self._cache_size:
+                    self._verified.pop(next(iter(self._verified)))
+                self._verified[mark] = None
+        return ok

@@ -143,7 +143,8 @@ def _check_file(path: str, create: bool) -> None:
         raise StorageError(f"database {path}: cannot read: {error.strerror}") from None
     if header != _HEADER:
         raise StorageError(f"database {path}: not a picron (SQLite) database")
-    if not os.access(path, os.W_OK):
+    # A file without write bits is read-only on purpose, even for root (who may write it).
+    if not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o222:
         raise StorageError(f"database {path}: is read-only")
 
 

@@ -136,7 +136,8 @@ class Runner:
             module = self.registry.get(task.taskmodule)
             options = module.typed_options(task.options)
         except PicronError as error:
-            status, message = "failed", f"{error.message} (is the module installed?)"
+            hint = " (is the module installed?)" if error.field == "taskmodule" else ""
+            status, message = "failed", f"{error.message}{hint}"
         else:
             from picron.modules import TaskContext
 

@@ -117,6 +117,5 @@ def db_path(tmp_path, monkeypatch):
     path = str(tmp_path / "picron.db")
     monkeypatch.setenv("PICRON_DB", path)
     monkeypatch.setenv("PICRON_NODE", "node1")
-    monkeypatch.setenv("PICRON_CONFIG", str(tmp_path / "absent-is-not-read.toml"))
-    monkeypatch.delenv("PICRON_CONFIG")
+    monkeypatch.delenv("PICRON_CONFIG", raising=False)
     return path

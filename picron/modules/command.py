@@ -1,10 +1,21 @@
-"""The ``command`` module: run a program (split like a shell would, run without a shell)."""
+"""The ``command`` module: run a program (split like a shell would, run without a shell).
+
+The output kept is the end of it (where errors usually are), so that the run's
+message stays within its 4 KiB however much the program prints.
+"""
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 
+from picron.errors import ValidationError
 from picron.modules import Option, TaskModule
+from picron.store import MAX_MESSAGE_BYTES
+
+CHUNK_BYTES = 65536
+# Room left in the message for the status line and the "output omitted" note.
+OUTPUT_BYTES = MAX_MESSAGE_BYTES - 128
 
 
 class Command(TaskModule):
@@ -16,25 +27,58 @@ class Command(TaskModule):
         "workdir": Option("str", "Directory to run it in (default: picron's working directory)."),
     }
 
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        split_command(options["command"])
+
     def do(self, options: dict) -> bool:
-        try:
-            argv = shlex.split(options["command"])
-        except ValueError as error:
-            self.say(f"cannot split the command: {error}")
-            return False
-        if not argv:
-            self.say("the command is empty")
+        argv = split_command(options["command"])
+        workdir = options["workdir"] or None
+        if workdir is not None and not os.path.isdir(workdir):
+            self.say(f"workdir {workdir!r} is not a directory")
             return False
         try:
-            done = subprocess.run(argv, cwd=options.get("workdir") or None,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, check=False)
+            process = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         except OSError as error:
             self.say(f"cannot run {argv[0]!r}: {error.strerror or error}")
             return False
-        if done.returncode != 0:  # first, so the 4 KiB message cap never hides it
-            self.say(f"exit status {done.returncode}")
-        output = done.stdout.decode("utf-8", "replace").rstrip()
+        with process:
+            output, omitted = read_tail(process.stdout, OUTPUT_BYTES)
+            returncode = process.wait()
+        if returncode != 0:  # first, so that it is always in the message
+            self.say(f"exit status {returncode}" if returncode > 0
+                     else f"killed by signal {-returncode}")
+        if omitted:
+            self.say(f"[... {omitted} earlier bytes of output omitted]")
         if output:
             self.say(output)
-        return done.returncode == 0
+        return returncode == 0
+
+
+def split_command(command: str) -> list[str]:
+    """``command`` split like a POSIX shell would; raises ``ValidationError`` if it cannot be."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as error:
+        raise ValidationError(f"options: 'command' cannot be split: {error}",
+                              field="options") from None
+    if not argv:
+        raise ValidationError("options: 'command' is empty", field="options")
+    return argv
+
+
+def read_tail(stream, limit: int) -> tuple[str, int]:
+    """Read ``stream`` to its end; returns its last ``limit`` bytes as text and how many
+    bytes before them were dropped. Memory stays bounded whatever the size."""
+    kept = bytearray()
+    total = 0
+    while chunk := stream.read(CHUNK_BYTES):
+        total += len(chunk)
+        kept += chunk
+        del kept[:-limit]
+    start = 0
+    if total > len(kept):  # don't begin with half of a UTF-8 character
+        while start < len(kept) and kept[start] & 0xC0 == 0x80:
+            start += 1
+    return kept[start:].decode("utf-8", "replace").rstrip(), total - len(kept) + start

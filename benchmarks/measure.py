@@ -1,0 +1,90 @@
+"""Timing whole processes: wall time and peak RSS of one child, and robust summaries.
+
+Each process is started with ``posix_spawn`` and reaped with ``wait4``, whose resource
+usage belongs to that child alone (``ru_maxrss`` in KiB on Linux), so the peak RSS of every
+run is exact and the benchmark's own memory never mixes in.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Sample:
+    """The runs of one command: seconds and peak RSS (KiB) per run."""
+
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    rss_kib: list[int] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def low(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def high(self) -> float:
+        return max(self.seconds)
+
+    @property
+    def peak_rss_mib(self) -> float:
+        return max(self.rss_kib) / 1024
+
+
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run ``argv`` with stdin/stdout/stderr on /dev/null; return (seconds, peak RSS KiB).
+
+    Raises ``RuntimeError`` if it exits with a status other than 0.
+    """
+    actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    started = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+    _, status, usage = os.wait4(pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {os.waitstatus_to_exitcode(status)}")
+    return elapsed, usage.ru_maxrss
+
+
+def check_quiet(argv: list[str], env: dict[str, str]) -> None:
+    """Run once and insist on exit 0 with no output: a benchmark of a failing command lies."""
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode != 0 or done.stdout or done.stderr:
+        raise RuntimeError(f"{' '.join(argv)}: exit {done.returncode}\n{done.stdout}"
+                           f"{done.stderr}")
+
+
+def interleave(commands: dict[str, list[str]], env: dict[str, str], runs: int,
+               warmup: int, before=None) -> dict[str, Sample]:
+    """Time each command ``runs`` times, round-robin, after ``warmup`` untimed rounds.
+
+    Round-robin makes a ratio fair on a busy machine: a burst of load hits the baseline
+    and the figure alike. ``before(name)`` runs untimed before each run (e.g. restore a
+    database).
+    """
+    samples = {name: Sample(name) for name in commands}
+    for round_number in range(warmup + runs):
+        for name, argv in commands.items():
+            if before:
+                before(name)
+            seconds, rss = run_once(argv, env)
+            if round_number >= warmup:
+                samples[name].seconds.append(seconds)
+                samples[name].rss_kib.append(rss)
+    return samples
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value below which ``fraction`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]

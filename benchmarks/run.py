@@ -1,0 +1,192 @@
+"""picron's performance benchmark: ``python benchmarks/run.py [--quick] [--profile]``.
+
+Builds task databases (0 / 1k / 10k / 100k tasks), times whole ``picron`` processes with the
+same interpreter as the baseline (``python -c "import sqlite3"``), round-robin after warm-up
+rounds, and prints each figure (median, min–max) beside its baseline and the target of
+issue 6. Nothing here asserts: it measures and says whether each target is met.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sqlite3
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)  # a clean checkout works without installing picron
+
+from fixtures import NODE, build_database, write_noop_plugin  # noqa: E402
+from measure import check_quiet, interleave  # noqa: E402
+
+SIZES = (0, 1_000, 10_000, 100_000)
+DUE_COUNTS = (10, 100, 1_000)
+DUE_POOL = 1_000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs, 10 s web load")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter to measure (default: this one)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where an idle tick's time goes")
+    parser.add_argument("--no-web", action="store_true", help="skip the web server figures")
+    args = parser.parse_args(argv)
+    runs, warmup = (7, 2) if args.quick else (21, 3)
+    with tempfile.TemporaryDirectory(prefix="picron-bench-") as work:
+        bench = Bench(args.python, work, runs, warmup, args.quick)
+        bench.prepare()
+        rows = bench.idle() + bench.due() + bench.list_json()
+        if not args.no_web:
+            rows += bench.web()
+        print_report(bench, rows)
+        if args.profile:
+            from profile_tick import print_profile
+
+            print_profile(args.python, bench.env, bench.db(10_000))
+    return 0
+
+
+class Bench:
+    """The databases, the environment and the measurements of one benchmark session."""
+
+    def __init__(self, python: str, work: str, runs: int, warmup: int, quick: bool) -> None:
+        self.python, self.work, self.runs, self.warmup, self.quick = (
+            python, work, runs, warmup, quick)
+        self.figures: dict[str, object] = {}
+        self.growth: list[tuple] = []
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("PICRON_", "PYTHON"))}
+        # Cached bytecode, as every pip install has (this sandbox disables it by default).
+        env.update(PICRON_NODE=NODE, PICRON_CONFIG=os.path.join(work, "absent.toml"),
+                   PYTHONPATH=os.pathsep.join([write_noop_plugin(os.path.join(work, "plugin")),
+                                               ROOT]))
+        self.env = env
+        self.baseline = [python, "-c", "import sqlite3"]
+
+    def db(self, tasks: int, due: int = 0) -> str:
+        return os.path.join(self.work, f"tasks-{tasks}-due-{due}.db")
+
+    def tick(self, path: str) -> list[str]:
+        return [self.python, "-m", "picron", "--db", path, "run_scheduled", "-c"]
+
+    def prepare(self) -> None:
+        # The config file named above must not exist: an empty config is the default.
+        for tasks in SIZES:
+            build_database(self.db(tasks), tasks)
+        for due in DUE_COUNTS:
+            build_database(self.db(DUE_POOL, due) + ".template", DUE_POOL, due)
+        for argv in (self.baseline, self.tick(self.db(0)), self.tick(self.db(100_000))):
+            check_quiet(argv, self.env)  # also compiles and caches picron's bytecode
+
+    def idle(self) -> list[tuple]:
+        commands = {"baseline": self.baseline}
+        commands.update({f"idle {n}": self.tick(self.db(n)) for n in SIZES})
+        samples = interleave(commands, self.env, self.runs, self.warmup)
+        base = samples["baseline"]
+        self.figures["baseline"] = base
+        for n in SIZES:
+            s = samples[f"idle {n}"]
+            self.growth.append((f"idle tick, {n:,} tasks", s, s.median / base.median,
+                                s.peak_rss_mib))
+        ten, hundred, zero = (samples[f"idle {n}"] for n in (10_000, 100_000, 0))
+        return [
+            ("idle tick, 10,000 tasks ÷ python -c 'import sqlite3'", _timing(ten),
+             _timing(base), ten.median / base.median, 1.5, "×"),
+            ("idle tick, 100,000 tasks ÷ idle tick, 0 tasks", _timing(hundred), _timing(zero),
+             hundred.median / zero.median, 1.3, "×"),
+            ("peak RSS of an idle tick, 100,000 tasks", f"{hundred.peak_rss_mib:.1f} MB",
+             f"{base.peak_rss_mib:.1f} MB", hundred.peak_rss_mib, 30, " MB"),
+        ]
+
+    def due(self) -> list[tuple]:
+        runs = max(3, self.runs // 3)
+        commands = {"idle": self.tick(self.db(DUE_POOL))}
+        commands.update({f"due {n}": self.tick(self.db(DUE_POOL, n)) for n in DUE_COUNTS})
+
+        def restore(name: str) -> None:
+            if name.startswith("due"):
+                path = self.db(DUE_POOL, int(name.split()[1]))
+                for suffix in ("-wal", "-shm"):
+                    if os.path.exists(path + suffix):
+                        os.unlink(path + suffix)
+                shutil.copyfile(path + ".template", path)
+
+        samples = interleave(commands, self.env, runs, 1, before=restore)
+        idle = samples["idle"]
+        per_task = {}
+        for n in DUE_COUNTS:
+            s = samples[f"due {n}"]
+            costs = sorted((d - i) / n for d, i in zip(s.seconds, idle.seconds))
+            per_task[n] = costs
+            self.growth.append((f"tick running {n:,} of {DUE_POOL:,} tasks", s,
+                                costs[len(costs) // 2] * 1000, s.peak_rss_mib))
+        costs = per_task[DUE_POOL]
+        median = costs[len(costs) // 2] * 1000
+        return [(f"per-task overhead, {DUE_POOL:,} due no-op tasks (fork per task)",
+                 f"{median:.2f} ms ({costs[0] * 1000:.2f}–{costs[-1] * 1000:.2f})",
+                 f"idle tick {_timing(idle)}", median, 2, " ms")]
+
+    def list_json(self) -> list[tuple]:
+        path = self.db(10_000)
+        argv = [self.python, "-m", "picron", "--db", path, "list", "--json"]
+        samples = interleave({"baseline": self.baseline, "list": argv}, self.env,
+                             max(5, self.runs // 2), 1)
+        s = samples["list"]
+        return [("picron list --json, 10,000 tasks", _timing(s), _timing(samples["baseline"]),
+                 s.median, 0.5, " s")]
+
+    def web(self) -> list[tuple]:
+        if not os.path.exists(os.path.join(ROOT, "picron", "web.py")):
+            return [("web (picron/web.py does not exist yet)", "-", "-", None, None, "")]
+        from webload import measure_web
+
+        return measure_web(self.python, self.env, self.db(DUE_POOL),
+                           seconds=10 if self.quick else 60)
+
+
+def _timing(sample) -> str:
+    return (f"{sample.median * 1000:.1f} ms "
+            f"({sample.low * 1000:.1f}–{sample.high * 1000:.1f})")
+
+
+def print_report(bench: Bench, rows: list[tuple]) -> None:
+    print(f"picron benchmark — {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"SQLite {sqlite3.sqlite_version}, {bench.python}")
+    print(f"{bench.runs} runs per figure after {bench.warmup} warm-up rounds, round-robin; "
+          "median (min–max)\n")
+    header = ("figure", "measured", "baseline", "value", "target", "met")
+    table = [header]
+    for name, measured, baseline, value, target, unit in rows:
+        if value is None:
+            table.append((name, measured, baseline, "-", "-", "-"))
+            continue
+        table.append((name, measured, baseline, _number(value, unit), f"≤ {target}{unit}",
+                      "yes" if value <= target else "NO"))
+    _print_table(table)
+    print("\nhow the cost grows")
+    growth = [("run", "wall time", "÷ baseline or ms/task", "peak RSS")]
+    for name, sample, ratio, rss in bench.growth:
+        third = f"{ratio:.2f}×" if name.startswith("idle") else f"{ratio:.2f} ms/task"
+        growth.append((name, _timing(sample), third, f"{rss:.1f} MB"))
+    _print_table(growth)
+
+
+def _number(value: float, unit: str) -> str:
+    return f"{value:.2f}{unit}" if unit != " MB" else f"{value:.1f}{unit}"
+
+
+def _print_table(rows: list[tuple]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for number, row in enumerate(rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if number == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

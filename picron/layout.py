@@ -1,0 +1,112 @@
+"""The page skeleton and the small fragments every page shares (times, badges, readings).
+
+``layout`` wraps a page body in the header and navigation and, given the app, the
+dead-runner banner; ``error_page`` is the HTML answer to any refused page request.
+"""
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+
+from picron.describe import describe_interval
+from picron.output import format_time
+from picron.schedule import get_zone, to_db
+from picron.store import Task
+from picron.webcore import Raw, Request, Response, html_response, render
+
+NAV = (("/", "Tasks"), ("/history", "History"), ("/stats", "Stats"), ("/audit", "Audit"))
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title · picron</title>
+<link rel="stylesheet" href="/static/style.css">
+<script src="/static/app.js" defer></script>
+</head>
+<body>
+<header class="top">
+<a class="brand" href="/">picron</a>
+<nav>$nav</nav>
+$logout
+</header>
+$banner<main>
+$body
+</main>
+</body>
+</html>
+"""
+
+
+def layout(req: Request, title: str, body: Raw, app=None) -> Raw:
+    """The page skeleton: header, navigation, and (given ``app``) the dead-runner banner."""
+    section = "/" + req.path.strip("/").split("/")[0]
+    section = "/" if section == "/tasks" else section
+    nav = Raw("".join(
+        render('<a href="$href"$current>$label</a>', href=href, label=label,
+               current=Raw(' aria-current="page"' if href == section else ""))
+        for href, label in NAV))
+    logout = render('<form class="logout" method="post" action="/logout">$csrf'
+                    '<button class="link">Log out</button></form>', csrf=csrf_field(req)) \
+        if req.user == "admin" else Raw("")
+    return render(_PAGE, title=title, nav=nav, logout=logout, body=body,
+                  banner=_banner(app) if app is not None else Raw(""))
+
+
+def _banner(app) -> Raw:
+    from picron.health import check_ticks
+
+    ok, message = check_ticks(app.store, app.config.node, app.clock())
+    if ok:
+        return Raw("")
+    return render('<p class="banner" role="alert"><strong>Tasks are not running.</strong> '
+                  '$message</p>\n', message=message)
+
+
+def error_page(req: Request, status: int, message: str) -> Response:
+    """A tidy HTML error page with a way back."""
+    body = render('<h1>$title</h1>\n<p class="error-message">$message</p>\n'
+                  '<p><a class="button" href="/">Back to the tasks</a></p>',
+                  title=_STATUS_TITLES.get(status, "Something went wrong"), message=message)
+    return html_response(layout(req, f"Error {status}", body), status)
+
+
+_STATUS_TITLES = {400: "Invalid request", 401: "Please log in", 403: "Not allowed",
+                  404: "Not found", 405: "Method not allowed", 409: "Conflict",
+                  413: "Request too large", 429: "Too many requests", 500: "Internal error",
+                  503: "Service unavailable"}
+
+
+def csrf_field(req: Request) -> Raw:
+    return render('<input type="hidden" name="csrf_token" value="$token">',
+                  token=req.csrf_token)
+
+
+def page(app, req: Request, title: str, body: Raw, status: int = 200) -> Response:
+    return html_response(layout(req, title, body, app), status)
+
+
+def task_zone(app, task: Task | None = None, name: str | None = None) -> tzinfo:
+    """The zone a task's times are shown in: its own, else the server's."""
+    return get_zone(task.timezone if task else name, app.zone)
+
+
+def time_tag(instant: datetime | None, zone: tzinfo) -> Raw:
+    if instant is None:
+        return Raw('<span class="muted">never</span>')
+    return render('<time datetime="$iso">$text</time>', iso=to_db(instant),
+                  text=format_time(instant, zone))
+
+
+def reading(interval: str) -> Raw:
+    """The plain-words reading under an interval (nothing if it would only repeat it)."""
+    words = describe_interval(interval)
+    if words == interval:
+        return Raw("")
+    return render('<div class="reading">$words</div>', words=words)
+
+
+def status_badge(status: str | None) -> Raw:
+    if status is None:
+        return Raw('<span class="badge none">no runs yet</span>')
+    return render('<span class="badge $status">$status</span>', status=status)

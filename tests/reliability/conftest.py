@@ -1,0 +1,174 @@
+"""The reliability battery's fixtures: scale (short/full), test modules, picron subprocesses.
+
+Every test here runs in a short form by default (CI) and with the figures of
+RELIABILITY.md when ``PICRON_FULL=1``; both forms make the same assertions.
+
+Subprocesses are real ``python -m picron`` processes. Their clock is moved with Debian's
+libfaketime (``FAKETIME="@<time>"``: the process starts at that time and its clock runs
+on). Monotonic clocks are shifted too (``FAKETIME_DONT_FAKE_MONOTONIC`` would make
+``time.sleep`` fail with EINVAL in libfaketime 0.9.10), so nothing in a faked process may
+use a timed wait on a lock or event (they never time out there, see RELIABILITY.md);
+picron's runner waits with ``select()``. Times compared across processes are read from
+``/proc/uptime`` (see plugins/picron_testmods.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from picron.db import connect
+from picron.modules import Registry
+from picron.store import Store
+from picron.tasks import parse_task
+
+FULL = os.environ.get("PICRON_FULL") == "1"
+PLUGINS = Path(__file__).parent / "plugins"
+FAKETIME_LIBS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                 "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+                 "/usr/lib/faketime/libfaketime.so.1")
+T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+sys.path.insert(0, str(PLUGINS))
+import picron_testmods  # noqa: E402  (needs the path above)
+
+
+def scale(short, full):
+    """The short-form value in CI, the RELIABILITY.md figure with ``PICRON_FULL=1``."""
+    return full if FULL else short
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "reliability: the RELIABILITY.md battery "
+                                       "(short form; PICRON_FULL=1 for the full figures)")
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.reliability)
+
+
+def faketime_lib() -> str:
+    for path in FAKETIME_LIBS:
+        if os.path.exists(path):
+            return path
+    pytest.fail("libfaketime is not installed (apt-get install faketime)")
+
+
+@pytest.fixture(scope="session")
+def plugin_path(tmp_path_factory) -> str:
+    """A PYTHONPATH that registers the test modules under the ``picron.modules`` group."""
+    root = tmp_path_factory.mktemp("dist")
+    info = root / "picron_testmods-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: picron-testmods\n"
+                                   "Version: 0\n")
+    entries = "".join(f"{name} = picron_testmods:{cls.__name__}\n"
+                      for name, cls in picron_testmods.MODULES.items())
+    (info / "entry_points.txt").write_text(f"[picron.modules]\n{entries}")
+    return os.pathsep.join([str(PLUGINS), str(root)])
+
+
+@dataclass
+class Picron:
+    """One database plus ways to run ``python -m picron`` on it at a chosen (fake) time."""
+
+    db: str
+    tmp: Path
+    plugin_path: str
+
+    def env(self, node: str = "node1", at: datetime | None = None) -> dict:
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("PICRON_", "FAKETIME", "LD_PRELOAD"))}
+        env.update(PICRON_DB=self.db, PICRON_NODE=node, TZ="UTC", PYTHONPATH=self.plugin_path)
+        if at is not None:
+            env.update(LD_PRELOAD=faketime_lib(), FAKETIME=f"@{at:%Y-%m-%d %H:%M:%S}",
+                       FAKETIME_NO_CACHE="1")
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "picron", *args]
+
+    def spawn(self, *args: str, node: str = "node1", at: datetime | None = None,
+              barrier: tuple[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        argv = self.argv(*args) if barrier is None else \
+            [sys.executable, str(PLUGINS / "barrier.py"), *barrier, *args]
+        return subprocess.Popen(argv, env=self.env(node, at), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, **kwargs)
+
+    def run(self, *args: str, node: str = "node1", at: datetime | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(*args), env=self.env(node, at), capture_output=True,
+                              text=True, timeout=timeout)
+
+    def store(self) -> Store:
+        """A new connection (close ``store.conn`` when done)."""
+        return Store(connect(self.db), default_zone=timezone.utc)
+
+    def add_tasks(self, *definitions: dict, now: datetime = T0) -> list:
+        """Create tasks as the CLI would (validated by ``parse_task``), at ``now``."""
+        registry = Registry(modules=picron_testmods.MODULES)
+        store = self.store()
+        try:
+            return [store.add_task(parse_task({"timezone": "UTC", **d}, registry, ("node1",)),
+                                   now) for d in definitions]
+        finally:
+            store.conn.close()
+
+    def query(self, sql: str, params=()) -> list[tuple]:
+        conn = sqlite3.connect(self.db, timeout=30)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def log(self, name: str = "events") -> str:
+        return str(self.tmp / f"{name}.jsonl")
+
+
+@pytest.fixture
+def lab(tmp_path, plugin_path) -> Picron:
+    db = str(tmp_path / "picron.db")
+    connect(db).close()
+    return Picron(db=db, tmp=tmp_path, plugin_path=plugin_path)
+
+
+def read_events(path: str) -> list[dict]:
+    """The JSON lines a test module logged (none if it never ran)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        return [json.loads(line) for line in file]
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.01):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {predicate}")
+
+
+def one_line(text: str) -> bool:
+    """Exactly one non-empty line and no traceback."""
+    return len(text.strip().splitlines()) == 1 and "Traceback" not in text
+
+
+def slot_of(iso: str, minutes: int = 5) -> str:
+    """The start of the ``minutes``-long slot containing an ISO time (a dedup key)."""
+    at = datetime.fromisoformat(iso)
+    return at.replace(minute=at.minute - at.minute % minutes, second=0,
+                      microsecond=0).isoformat()
