@@ -62,8 +62,7 @@ class Bench:
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("PICRON_", "PYTHON"))}
         # Cached bytecode, as every pip install has (this sandbox disables it by default).
-        env.update(PICRON_NODE=NODE, PICRON_CONFIG=os.path.join(work, "absent.toml"),
-                   PYTHONPATH=os.pathsep.join([write_noop_plugin(os.path.join(work, "plugin")),
+        env.update(PICRON_NODE=NODE, PYTHONPATH=os.pathsep.join([write_noop_plugin(os.path.join(work, "plugin")),
                                                ROOT]))
         self.env = env
         self.baseline = [python, "-c", "import sqlite3"]
@@ -75,7 +74,6 @@ class Bench:
         return [self.python, "-m", "picron", "--db", path, "run_scheduled", "-c"]
 
     def prepare(self) -> None:
-        # The config file named above must not exist: an empty config is the default.
         for tasks in SIZES:
             build_database(self.db(tasks), tasks)
         for due in DUE_COUNTS:
@@ -177,6 +175,8 @@ def print_report(bench: Bench, rows: list[tuple]) -> None:
 
 
 def _number(value: float, unit: str) -> str:
+    if isinstance(value, int):
+        return f"{value}{unit}"
     return f"{value:.2f}{unit}" if unit != " MB" else f"{value:.1f}{unit}"
 
 

@@ -205,9 +205,11 @@ def get_metrics(app, req: Request) -> Response:
 def preview(app, req: Request) -> Response:
     """The next due times of an interval being typed (the form's live preview).
 
-    Answers ``{"interval", "timezone", "next": [UTC times], "local": [times in the
-    zone, with their offsets]}``; 400 naming ``interval`` or ``timezone`` when invalid.
+    Answers ``{"interval", "timezone", "description" (plain words), "next": [UTC times],
+    "local": [times in the zone, with their offsets]}``; 400 naming ``interval`` or
+    ``timezone`` when invalid.
     """
+    from picron.describe import describe_interval
     from picron.schedule import get_zone, to_db, upcoming, validate_interval
 
     interval = validate_interval(req.arg("interval", ""))
@@ -217,6 +219,7 @@ def preview(app, req: Request) -> Response:
     zone = get_zone(zone_name, app.zone)
     times = upcoming(interval, app.clock(), zone, _int_arg(req, "count", 5, 1, MAX_PREVIEW))
     return json_response({"interval": interval, "timezone": zone_name or str(app.zone),
+                          "description": describe_interval(interval),
                           "next": [to_db(at) for at in times],
                           "local": [at.astimezone(zone).isoformat() for at in times]})
 

@@ -247,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as error:  # a bug: still one line for the user, details with --debug
+        if debug:
+            raise
+        print(f"picron: error: internal error ({type(error).__name__}: {error}); "
+              "run again with --debug for details", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _configure_logging(debug: bool) -> None:

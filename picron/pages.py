@@ -8,9 +8,10 @@ the login and the CSRF token. State changes answer 303 See Other.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from picron import taskform
+from picron.api import actor
 from picron.charts import line_chart
 from picron.errors import NotFound, ValidationError
 from picron.layout import (csrf_field, error_page, layout, page, reading, status_badge,
@@ -96,19 +97,15 @@ def _task(app, task_id: str) -> Task:
     return app.store.get_task(int(task_id))
 
 
-def _actor(req: Request) -> str:
-    return f"web:{req.user or 'local'}"
-
-
 def enable_task(app, req: Request, task_id: str) -> Response:
     task = _task(app, task_id)
-    app.store.set_active(task.id, True, app.clock(), actor=_actor(req))
+    app.store.set_active(task.id, True, app.clock(), actor=actor(req))
     return redirect(f"/#task-{task.id}")
 
 
 def disable_task(app, req: Request, task_id: str) -> Response:
     task = _task(app, task_id)
-    app.store.set_active(task.id, False, app.clock(), actor=_actor(req))
+    app.store.set_active(task.id, False, app.clock(), actor=actor(req))
     return redirect(f"/#task-{task.id}")
 
 
@@ -136,7 +133,7 @@ def confirm_delete(app, req: Request, task_id: str) -> Response:
 
 def delete_task(app, req: Request, task_id: str) -> Response:
     task = _task(app, task_id)
-    app.store.delete_task(task.id, app.clock(), actor=_actor(req))
+    app.store.delete_task(task.id, app.clock(), actor=actor(req))
     return redirect("/")
 
 
@@ -219,7 +216,6 @@ def stats_index(app, req: Request) -> Response:
 
 
 def stats_key(app, req: Request, key: str) -> Response:
-    key = unquote(key)
     series = app.store.get_stats(key)
     if not series:
         raise NotFound(f"no monitoring stats under key {key!r}", field="key")
@@ -248,5 +244,5 @@ ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
     ("GET", r"/history", history),
     ("GET", r"/audit", audit),
     ("GET", r"/stats", stats_index),
-    ("GET", r"/stats/(?P<key>[^/]+)", stats_key),
+    ("GET", r"/stats/(?P<key>.+)", stats_key),
 )]

@@ -7,7 +7,8 @@ so that a cron tick that finds nothing due is one indexed query.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Iterable
 
@@ -188,17 +189,11 @@ class Store:
     def add_task(self, spec: TaskSpec, now: datetime, actor: str = "system") -> Task:
         """Insert a new task; raises ``Conflict`` if the name is taken."""
         with self._write():
-            try:
+            values = {**_definition_values(spec), "last_update": to_db(now)}
+            with _name_must_be_free(spec.name):
                 task_id = self.conn.execute(
-                    "insert into task (name, active, ordering, interval, timezone, taskmodule,"
-                    " retry_if_failed, max_retries, timeout, last_update)"
-                    " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (spec.name, spec.active, spec.ordering, spec.interval, spec.timezone,
-                     spec.taskmodule, spec.retry_if_failed, spec.max_retries, spec.timeout,
-                     to_db(now))).lastrowid
-            except sqlite3.IntegrityError:
-                raise Conflict(f"name: a task named {spec.name!r} already exists",
-                               field="name") from None
+                    f"insert into task ({', '.join(values)})"
+                    f" values ({', '.join(':' + key for key in values)})", values).lastrowid
             self._write_options(task_id, spec.options)
             self._write_nodes(task_id, spec, now, last_runs={})
             self._audit(now, actor, "create", task_id, spec.name)
@@ -209,17 +204,11 @@ class Store:
         """Replace a task's definition (SPEC §2 rule 5: keeps last runs of kept nodes)."""
         with self._write():
             last_runs = self._last_runs(task_id)
-            try:
+            values = {**_definition_values(spec), "last_update": to_db(now)}
+            with _name_must_be_free(spec.name):
                 changed = self.conn.execute(
-                    "update task set name = ?, active = ?, ordering = ?, interval = ?,"
-                    " timezone = ?, taskmodule = ?, retry_if_failed = ?, max_retries = ?,"
-                    " timeout = ?, last_update = ? where id = ?",
-                    (spec.name, spec.active, spec.ordering, spec.interval, spec.timezone,
-                     spec.taskmodule, spec.retry_if_failed, spec.max_retries, spec.timeout,
-                     to_db(now), task_id)).rowcount
-            except sqlite3.IntegrityError:
-                raise Conflict(f"name: a task named {spec.name!r} already exists",
-                               field="name") from None
+                    f"update task set {', '.join(f'{key} = :{key}' for key in values)}"
+                    " where id = :id", {**values, "id": task_id}).rowcount
             if not changed:
                 raise NotFound(f"task {task_id} not found", field="id")
             self.conn.execute("delete from task_option where task_id = ?", (task_id,))
@@ -231,9 +220,9 @@ class Store:
     def set_active(self, task_id: int, active: bool, now: datetime,
                    actor: str = "system") -> Task:
         """Enable or disable a task; sets ``last_update`` (SPEC §2 rule 5)."""
-        spec = self.get_task(task_id).spec
-        return self.update_task(task_id, TaskSpec(**{**spec.__dict__, "active": active}),
-                                now, actor, action="enable" if active else "disable")
+        spec = replace(self.get_task(task_id).spec, active=active)
+        return self.update_task(task_id, spec, now, actor,
+                                action="enable" if active else "disable")
 
     def delete_task(self, task_id: int, now: datetime, actor: str = "system") -> None:
         """Delete a task; its run history stays (with the task's name). Raises ``NotFound``."""
@@ -578,6 +567,23 @@ class Store:
             return self.conn.execute(sql, tuple(params)).fetchall()
         except sqlite3.OperationalError as error:
             raise storage_error(error) from None
+
+
+_DEFINITION_COLUMNS = ("name", "active", "ordering", "interval", "timezone", "taskmodule",
+                       "retry_if_failed", "max_retries", "timeout")
+
+
+def _definition_values(spec: TaskSpec) -> dict:
+    """The task table's definition columns (fixed names, never from input) and values."""
+    return {column: getattr(spec, column) for column in _DEFINITION_COLUMNS}
+
+
+@contextmanager
+def _name_must_be_free(name: str):
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise Conflict(f"name: a task named {name!r} already exists", field="name") from None
 
 
 _RUN_SELECT = ("select run.*, coalesce(task.name, run.task_name) as name from run"

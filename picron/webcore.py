@@ -46,6 +46,7 @@ class Request:
     user: str | None = None  # "admin" once authenticated, "local" without a password
     csrf_token: str = ""  # the session's token, for forms to embed
     cookies: dict[str, str] = field(default_factory=dict)
+    client: str = ""  # the client's address (failed logins are limited per client)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """The first value of query parameter ``name``."""
@@ -64,6 +65,7 @@ class Response:
     body: bytes = b""
     content_type: str = "text/html; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+    cookies: list[str] = field(default_factory=list)  # Set-Cookie values
 
 
 def html_response(page: str, status: int = 200) -> Response:

@@ -1,10 +1,10 @@
 """R4: ``kill -9`` of the runner in the middle of a 5 s task loses nothing."""
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3
+import time
 from datetime import timedelta
 
 from conftest import T0, read_events, scale, slot_of, wait_for
@@ -23,13 +23,11 @@ def test_kill_9_mid_task_is_recovered(lab):
     for trial in range(1, TRIALS + 1):
         slot = T0 + timedelta(minutes=5 * trial)
         runner = lab.spawn("run_scheduled", "-c", at=slot + timedelta(seconds=10))
-        run_id = wait_for(lambda: _running(lab))
-        os.kill(runner.pid, 0)
-        delay = rng.uniform(0, TASK_SECONDS - 0.2)
-        _sleep(delay)
+        child = wait_for(lambda: _started(log, slot))     # the task is running ...
+        run_id = _running(lab)
+        time.sleep(rng.uniform(0, TASK_SECONDS - 0.2))   # ... kill at a random moment of it
         runner.send_signal(signal.SIGKILL)
         runner.communicate(timeout=30)
-        child = [e["pid"] for e in read_events(log) if e["event"] == "start"][-1]
         wait_for(lambda: not _alive(child), timeout=5)   # the task died with its runner
         conn = sqlite3.connect(lab.db)
         integrity = conn.execute("pragma integrity_check").fetchone()[0]
@@ -59,7 +57,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _sleep(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)
+def _started(log: str, slot) -> int | None:
+    pids = [e["pid"] for e in read_events(log)
+            if e["event"] == "start" and slot_of(e["at"]) == slot.isoformat()]
+    return pids[0] if pids else None

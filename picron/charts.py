@@ -1,0 +1,93 @@
+"""Line charts of monitoring stats as inline SVG, drawn on the server (no chart library).
+
+The SVG scales with the page through its ``viewBox``; every label goes through
+``webcore.render``, so a stats key or value can never inject markup.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, tzinfo
+
+from picron.output import format_time
+from picron.webcore import Raw, render
+
+WIDTH, HEIGHT = 720, 300
+LEFT, RIGHT, TOP, BOTTOM = 64, 20, 16, 52
+Y_TICKS = 5
+
+_SVG = """<figure class="chart">
+<svg viewBox="0 0 $width $height" role="img" aria-labelledby="chart-title" \
+xmlns="http://www.w3.org/2000/svg">
+<title id="chart-title">$title</title>
+<g class="grid">$grid</g>
+<g class="axis"><line x1="$left" y1="$bottom" x2="$right" y2="$bottom"/>\
+<line x1="$left" y1="$top" x2="$left" y2="$bottom"/></g>
+<g class="labels">$labels</g>
+<polyline class="line" points="$points"/>
+<g class="points">$dots</g>
+<text class="axis-title" x="$middle" y="$x_title_y" text-anchor="middle">$x_title</text>
+<text class="axis-title" x="14" y="$middle_y" text-anchor="middle" \
+transform="rotate(-90 14 $middle_y)">value</text>
+</svg>
+<figcaption>$caption</figcaption>
+</figure>"""
+
+
+def line_chart(series: list[tuple[datetime, int]], zone: tzinfo, key: str) -> Raw:
+    """An SVG line chart of ``(time, value)`` points, oldest first, with labelled axes."""
+    if not series:
+        return Raw('<p class="empty">No values to draw.</p>')
+    times = [at.timestamp() for at, _ in series]
+    values = [value for _, value in series]
+    low, high, step = nice_scale(min(values), max(values))
+    first, last = times[0], times[-1]
+    span_x = (last - first) or 1.0
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(t: float) -> float:
+        return LEFT + (plot_w / 2 if last == first else (t - first) / span_x * plot_w)
+
+    def y(v: float) -> float:
+        return TOP + plot_h - (v - low) / (high - low) * plot_h
+
+    grid, labels = [], []
+    tick = low
+    while tick <= high + step / 2:
+        grid.append(render('<line x1="$x1" y1="$y" x2="$x2" y2="$y"/>', x1=LEFT,
+                           x2=WIDTH - RIGHT, y=f"{y(tick):.1f}"))
+        labels.append(render('<text x="$x" y="$y" text-anchor="end">$text</text>',
+                             x=LEFT - 8, y=f"{y(tick) + 4:.1f}", text=_number(tick)))
+        tick += step
+    ends = [(first, "start"), (last, "end")] if last != first else [(first, "middle")]
+    for t, anchor in ends:
+        labels.append(render('<text x="$x" y="$y" text-anchor="$anchor">$text</text>',
+                             x=f"{x(t):.1f}", y=HEIGHT - BOTTOM + 20, anchor=anchor,
+                             text=format_time(datetime.fromtimestamp(t, zone), zone)))
+    points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(times, values))
+    dots = [render('<circle cx="$cx" cy="$cy" r="3"><title>$label</title></circle>',
+                   cx=f"{x(t):.1f}", cy=f"{y(v):.1f}",
+                   label=f"{format_time(at, zone)}: {v}")
+            for (at, v), t in zip(series, times)] if len(series) <= 200 else []
+    return render(
+        _SVG, width=WIDTH, height=HEIGHT, title=f"{key} over time", grid=Raw("".join(grid)),
+        labels=Raw("".join(labels)), points=points, dots=Raw("".join(dots)), left=LEFT,
+        right=WIDTH - RIGHT, top=TOP, bottom=HEIGHT - BOTTOM,
+        middle=LEFT + plot_w // 2, middle_y=TOP + plot_h // 2, x_title_y=HEIGHT - 10,
+        x_title=f"time ({format_time(series[-1][0], zone).rsplit(' ', 1)[-1]})",
+        caption=f"{len(series)} value{'s' if len(series) != 1 else ''} of {key}, "
+                f"from {format_time(series[0][0], zone)} to {format_time(series[-1][0], zone)}; "
+                f"lowest {min(values)}, highest {max(values)}, latest {values[-1]}.")
+
+
+def nice_scale(low: float, high: float, ticks: int = Y_TICKS) -> tuple[float, float, float]:
+    """A y range that contains ``low..high`` with round tick steps (1, 2 or 5 × 10ⁿ)."""
+    if low == high:
+        low, high = low - 1, high + 1
+    raw = (high - low) / (ticks - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    return math.floor(low / step) * step, math.ceil(high / step) * step, step
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if abs(value) < 1e6 else f"{value:.3g}"

@@ -1,0 +1,319 @@
+"""The task form: create and edit a task, with option fields made from the module's schema.
+
+The form posts plain strings; ``form_data`` turns them into a SPEC §1 definition for
+``App.parse_task``, so the page validates exactly as the API and the CLI do. Invalid
+input re-renders the form with the entered values and the message next to its field.
+Choosing another module without JavaScript is a "change module" submit that re-renders
+the form with that module's fields.
+"""
+from __future__ import annotations
+
+import re
+from zoneinfo import available_timezones
+
+from picron.api import actor
+from picron.errors import PicronError, ValidationError
+from picron.layout import csrf_field, page, reading, task_zone, time_tag
+from picron.schedule import upcoming, validate_interval
+from picron.store import Task
+from picron.webcore import Raw, Request, Response, escape, redirect, render
+
+PREVIEW_COUNT = 5
+TEXT_FIELDS = ("name", "interval", "timezone", "nodes", "taskmodule", "ordering",
+               "max_retries", "timeout")
+FLAG_FIELDS = ("active", "retry_if_failed")
+OPTION_PREFIX = "option."
+
+_FORM = """<h1>$heading</h1>
+$summary<form method="post" action="$action" class="task-form" novalidate>
+$csrf
+$name
+<fieldset class="group"><legend>What it runs</legend>
+$module
+<div class="module-options" id="options">$options</div>
+</fieldset>
+<fieldset class="group"><legend>When and where</legend>
+$interval
+<section class="preview" id="preview" aria-live="polite" data-count="$count">
+<h2>Next runs</h2>
+<div id="preview-body">$preview</div></section>
+<div class="row">$timezone$nodes</div>
+<div class="row">$ordering$active</div>
+</fieldset>
+<fieldset class="group"><legend>When it fails</legend>
+$retry
+<div class="row">$max_retries$timeout</div>
+</fieldset>
+<div class="form-actions"><button class="primary" name="save" value="1">$submit</button>
+<a class="button" href="/">Cancel</a></div>
+</form>
+<datalist id="zones">$zones</datalist>
+"""
+_FIELD = """<div class="field$invalid">
+<label for="f-$id">$label$required</label>
+$control
+$hint$error</div>
+"""
+_CHECK = """<div class="field check$invalid">
+<input type="hidden" name="$name" value="false">
+<input type="checkbox" id="f-$id" name="$name" value="true"$checked>
+<label for="f-$id">$label</label>
+$hint$error</div>
+"""
+_REQUIRED = Raw(' <abbr class="req" title="required">*</abbr>')
+
+
+def new_task(app, req: Request) -> Response:
+    values = {"name": "", "interval": "", "timezone": "", "nodes": app.config.node,
+              "taskmodule": req.arg("taskmodule") or _first_module(app), "ordering": "0",
+              "max_retries": "", "timeout": "", "active": True, "retry_if_failed": True,
+              "options": {}}
+    return _form(app, req, values)
+
+
+def create_task(app, req: Request) -> Response:
+    values = form_values(req)
+    if req.field("change_module"):
+        return _form(app, req, values)
+    try:
+        spec = app.parse_task(form_data(app, values, new=True))
+        task = app.store.add_task(spec, app.clock(), actor=actor(req))
+    except PicronError as error:
+        if error.http_status not in (400, 409):
+            raise
+        return _form(app, req, values, error=error)
+    return redirect(f"/#task-{task.id}")
+
+
+def edit_task(app, req: Request, task_id: str) -> Response:
+    task = app.store.get_task(int(task_id))
+    values = {"name": task.name, "interval": task.interval, "timezone": task.timezone or "",
+              "nodes": ", ".join(task.nodes), "taskmodule": task.taskmodule,
+              "ordering": str(task.ordering), "active": task.active,
+              "retry_if_failed": task.retry_if_failed,
+              "max_retries": "" if task.max_retries is None else str(task.max_retries),
+              "timeout": "" if task.timeout is None else str(task.timeout),
+              "options": dict(task.options)}
+    return _form(app, req, values, task)
+
+
+def save_task(app, req: Request, task_id: str) -> Response:
+    task = app.store.get_task(int(task_id))
+    values = form_values(req)
+    if req.field("change_module"):
+        return _form(app, req, values, task)
+    try:
+        spec = app.parse_task(form_data(app, values, new=False))
+        app.store.update_task(task.id, spec, app.clock(), actor=actor(req))
+    except PicronError as error:
+        if error.http_status not in (400, 409):
+            raise
+        return _form(app, req, values, task, error=error)
+    return redirect(f"/#task-{task.id}")
+
+
+def form_values(req: Request) -> dict:
+    """The posted form as the strings (and two flags) the form shows again."""
+    values: dict = {key: (req.field(key) or "").strip() for key in TEXT_FIELDS}
+    values.update({key: req.field(key) == "true" for key in FLAG_FIELDS})
+    values["options"] = {key[len(OPTION_PREFIX):]: req.field(key) or ""
+                         for key in req.form if key.startswith(OPTION_PREFIX)}
+    return values
+
+
+def form_data(app, values: dict, new: bool) -> dict:
+    """A SPEC §1 task definition from form values; blank numbers take their defaults.
+
+    Raises ``ValidationError`` for a number field that is not a whole number.
+    """
+    data = {key: values[key] for key in ("name", "interval", "taskmodule")}
+    data.update({key: values[key] for key in FLAG_FIELDS})
+    data["timezone"] = values["timezone"] or None
+    data["ordering"] = _number(values["ordering"], "ordering") if values["ordering"] else 0
+    for key in ("max_retries", "timeout"):
+        data[key] = _number(values[key], key) if values[key] else None
+    if values["nodes"] or not new:
+        data["nodes"] = [n.strip() for n in values["nodes"].split(",")] if values["nodes"] \
+            else []
+    schema = _schema(app, values["taskmodule"])
+    data["options"] = {key: value for key, value in values["options"].items()
+                       if value != "" and (schema is None or key in schema)}
+    return data
+
+
+def _number(text: str, field: str) -> int:
+    if not re.fullmatch(r"-?[0-9]{1,12}", text):
+        raise ValidationError(f"{field}: must be a whole number", field=field)
+    return int(text)
+
+
+def _schema(app, identifier: str) -> dict | None:
+    try:
+        return app.registry.get(identifier).options
+    except ValidationError:
+        return None
+
+
+def _first_module(app) -> str:
+    modules = [module.identifier for module in app.registry]
+    return "command" if "command" in modules else (modules[0] if modules else "")
+
+
+def _form(app, req: Request, values: dict, task: Task | None = None,
+          error: PicronError | None = None) -> Response:
+    field = error.field if error is not None else None
+
+    def slot(name: str) -> Raw:
+        if field != name:
+            return Raw("")
+        return render('<p class="field-error" id="error-$name">$message</p>\n',
+                      name=name, message=error.message)
+
+    def text(name, label, hint="", required=False, kind="text", extra=""):
+        control = render('<input type="$kind" id="f-$name" name="$name" value="$value"$extra>',
+                         kind=kind, name=name, value=values[name], extra=Raw(extra))
+        return _field(name, label, control, hint, slot(name), required)
+
+    server_zone = str(app.zone)
+    summary = Raw("")
+    if error is not None:
+        known = field in (*TEXT_FIELDS, *FLAG_FIELDS, "options")
+        summary = render('<p class="form-error" role="alert">$message</p>\n',
+                         message="The task was not saved: see the marked field below."
+                         if known else f"The task was not saved: {error.message}")
+    body = render(
+        _FORM, heading=f"Edit task “{task.name}”" if task else "New task",
+        action=f"/tasks/{task.id}" if task else "/tasks", csrf=csrf_field(req),
+        summary=summary, count=PREVIEW_COUNT,
+        submit="Save changes" if task else "Create task",
+        name=text("name", "Name", "A unique name, up to 64 characters.", True,
+                  extra=' maxlength="64" autocomplete="off"'),
+        module=_module_field(app, values, slot("taskmodule")),
+        options=_option_fields(app, values, slot("options")),
+        interval=_field("interval", "Interval", render(
+            '<input type="text" id="f-interval" name="interval" value="$value" '
+            'class="mono" spellcheck="false" autocomplete="off" data-preview>\n'
+            '<div id="interval-reading">$reading</div>', value=values["interval"],
+            reading=_safe_reading(values["interval"])), Raw(
+            'Five crontab fields — minute hour day-of-month month weekday — or '
+            '<code>@hourly</code>, <code>@daily</code>, <code>@weekly</code>, '
+            '<code>@monthly</code>, <code>@yearly</code>. Examples: <code>*/15 * * * *</code>, '
+            '<code>0 8 * * 1-5</code>.'),
+            slot("interval"), True),
+        preview=_preview(app, values, task),
+        timezone=text("timezone", "Time zone",
+                      f"An IANA name such as Europe/Berlin; empty: the server's zone "
+                      f"({server_zone}).", extra=f' list="zones" autocomplete="off" '
+                      f'placeholder="{escape(server_zone)}" data-preview'),
+        nodes=text("nodes", "Nodes", f"Comma-separated node names. This node is "
+                   f"{app.config.node}; known: {', '.join(app.config.known_nodes)}.", True,
+                   extra=' autocomplete="off" spellcheck="false"'),
+        ordering=text("ordering", "Order", "Lower runs first; ties run in creation order.",
+                      kind="number", extra=' min="0" step="1"'),
+        active=_check("active", "Active (scheduled on its nodes)", values["active"], "",
+                      slot("active")),
+        retry=_check("retry_if_failed", "Retry a failed run at the next cron call",
+                     values["retry_if_failed"], "Otherwise a failure counts as a run and the "
+                     "task waits for its next slot.", slot("retry_if_failed")),
+        max_retries=text("max_retries", "Retries before giving up",
+                         "Empty: retry at every cron call.", kind="number",
+                         extra=' min="0" step="1" placeholder="unlimited"'),
+        timeout=text("timeout", "Timeout (seconds)",
+                     f"Empty: the default ({app.config.task_timeout} s).", kind="number",
+                     extra=f' min="1" step="1" placeholder="{app.config.task_timeout}"'),
+        zones=Raw("".join(render('<option value="$name">', name=name) for name in _zones())))
+    title = f"Edit {task.name}" if task else "New task"
+    return page(app, req, title, body, error.http_status if error is not None else 200)
+
+
+def _field(name: str, label: str, control: Raw, hint, error: Raw, required: bool) -> Raw:
+    return render(_FIELD, id=name, label=label, control=control,
+                  required=_REQUIRED if required else Raw(""), error=error,
+                  invalid=Raw(" invalid" if error else ""),
+                  hint=render('<p class="hint">$hint</p>\n', hint=hint) if hint else Raw(""))
+
+
+def _check(name: str, label: str, checked: bool, hint: str, error: Raw, id: str = "") -> Raw:
+    return render(_CHECK, id=id or name, name=name, label=label, error=error,
+                  checked=Raw(" checked" if checked else ""),
+                  invalid=Raw(" invalid" if error else ""),
+                  hint=render('<p class="hint">$hint</p>\n', hint=hint) if hint else Raw(""))
+
+
+def _module_field(app, values: dict, error: Raw) -> Raw:
+    current = values["taskmodule"]
+    modules = list(app.registry)
+    choices = [render('<option value="$id"$sel>$id</option>', id=m.identifier,
+                      sel=Raw(" selected" if m.identifier == current.lower() else ""))
+               for m in modules]
+    if current and current.lower() not in {m.identifier for m in modules}:
+        choices.insert(0, render('<option value="$id" selected>$id (not installed)</option>',
+                                 id=current))
+    control = render(
+        '<div class="inline"><select id="f-taskmodule" name="taskmodule" data-module>$choices'
+        '</select>\n<button name="change_module" value="1" class="js-hide">Show its options'
+        '</button></div>', choices=Raw("".join(choices)))
+    descriptions = {m.identifier: m.description for m in modules}
+    return _field("taskmodule", "Module", control, descriptions.get(current.lower(), ""),
+                  error, True)
+
+
+def _option_fields(app, values: dict, error: Raw) -> Raw:
+    try:
+        module = app.registry.get(values["taskmodule"])
+    except ValidationError:
+        return Raw('<p class="hint">Choose an installed module to see its options.</p>') + error
+    given = values["options"]
+    fields = []
+    for key, option in module.options.items():
+        name = OPTION_PREFIX + key
+        value = given.get(key)
+        if option.type == "bool":
+            checked = value == "true" if value is not None else option.default is True
+            fields.append(_check(name, key, checked, option.description, Raw(""),
+                                 id=f"option-{key}"))
+            continue
+        extra = ' step="1"' if option.type == "int" else ' spellcheck="false"'
+        if option.default is not None:
+            extra += f' placeholder="{escape(option.default)}"'
+        control = render('<input type="$kind" id="f-$id" name="$name" value="$value"$extra>',
+                         kind="number" if option.type == "int" else "text",
+                         id=f"option-{key}", name=name, value=value or "", extra=Raw(extra))
+        hint = option.description + (f" Default: {option.default}."
+                                     if option.default is not None else "")
+        fields.append(_field(f"option-{key}", key, control, hint, Raw(""), option.required))
+    if not fields:
+        fields.append(Raw('<p class="hint">This module has no options.</p>\n'))
+    return render('<h3>Options of <code>$module</code></h3>\n$fields$error',
+                  module=module.identifier, fields=Raw("".join(fields)), error=error)
+
+
+def _preview(app, values: dict, task: Task | None) -> Raw:
+    """The next runs of the interval in the task's zone, noting DST changes between them."""
+    try:
+        interval = validate_interval(values["interval"])
+        zone = task_zone(app, name=values["timezone"] or None)
+    except ValidationError:
+        return Raw('<p class="hint">Enter a valid interval to see when it runs.</p>')
+    times = upcoming(interval, app.clock(), zone, PREVIEW_COUNT)
+    items, previous = [], None
+    for instant in times:
+        abbreviation = instant.astimezone(zone).tzname()
+        note = Raw("")
+        if previous is not None and abbreviation != previous:
+            note = render(' <span class="dst">clocks change: $old → $new</span>',
+                          old=previous, new=abbreviation)
+        items.append(render("<li>$time$note</li>", time=time_tag(instant, zone), note=note))
+        previous = abbreviation
+    return render('<ol class="times">$items</ol>', items=Raw("".join(items)))
+
+
+def _safe_reading(interval: str) -> Raw:
+    try:
+        return reading(validate_interval(interval)) if interval else Raw("")
+    except ValidationError:
+        return Raw("")
+
+
+def _zones() -> list[str]:
+    return sorted(name for name in available_timezones() if "/" in name or name == "UTC")
