@@ -1,8 +1,8 @@
 """The JSON API of SPEC §6: handlers ``(app, req, **params) -> Response`` and their ``ROUTES``.
 
-``app`` is the per-request view built by ``picron.web`` (its ``store`` is this request's
+``app`` is the per-request view built by ``picron.site`` (its ``store`` is this request's
 own connection). Handlers validate everything before they change anything, so a
-refused request changes nothing; errors are ``PicronError``s that ``picron.web`` turns
+refused request changes nothing; errors are ``PicronError``s that ``picron.site`` turns
 into the SPEC §6 error body.
 """
 from __future__ import annotations

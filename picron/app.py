@@ -6,9 +6,9 @@ database and nothing else. The CLI and the web server each make one ``App``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
-from typing import Callable
 
 from picron.config import Config
 from picron.schedule import utcnow
@@ -52,7 +52,8 @@ class App:
         """A ``Runner`` for the local node, on ``store`` (default: this app's)."""
         from picron.runner import Runner
 
-        return Runner(store or self.store, self.registry, node=self.config.node,
+        # The registry is passed as a function: a tick with nothing due never loads a module.
+        return Runner(store or self.store, lambda: self.registry, node=self.config.node,
                       database=self.config.database, default_timeout=self.config.task_timeout,
                       history_days=self.config.history_days, clock=self.clock)
 

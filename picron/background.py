@@ -55,9 +55,11 @@ class BackgroundRuns:
 def start_manual_run(app, task_id: int, node: str | None = None) -> Run:
     """Claim a manual run of a task and execute it in the background; returns its record.
 
-    ``app`` is a request's view (``picron.web``), whose ``background`` runs the claim.
+    ``app`` is a request's view (``picron.site.RequestApp``); its ``background`` runs the
+    claim.
     Raises ``NotFound`` or ``AlreadyRunning`` (SPEC §2 rule 6) before anything starts.
     """
+    app.store.get_task(task_id)  # NotFound before anything is written
     claim = app.runner().claim_manual(task_id, node)
     app.background.start(claim)
     return app.store.get_run(claim.run_id)

@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse_tick(argv) or build_parser().parse_args(argv)
         _configure_logging(debug)
         from picron.app import App
         from picron.config import load_config
@@ -255,6 +255,49 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+# The cron line runs every few minutes on every node, so reading it must cost less than the
+# tick: _parse_tick reads its plain forms by hand, without building ~30 subparsers. Anything
+# else (--help, --dryrun, an abbreviation, a doubtful value) goes to the full parser, so the
+# result and every message are the same as argparse's.
+_TICK_COMMANDS = ("run_scheduled", "run-scheduled")
+_TICK_VALUES = {"--db": "db", "--config": "config", "-n": "node", "--node": "node"}
+
+
+def _parse_tick(argv: list[str]) -> argparse.Namespace | None:
+    """``[--db P] [--config F] run_scheduled [-c] [-n N]`` as argparse reads it, else None."""
+    values: dict = {}
+    command = None
+    tokens = iter(argv)
+    for token in tokens:
+        if command is None and token in _TICK_COMMANDS:
+            command = token
+        elif token == "--debug":
+            values["debug"] = True
+        elif command and token in ("-c", "--cron"):
+            values["cron"] = True
+        elif token in _TICK_VALUES and (command or token in ("--db", "--config")):
+            value = next(tokens, None)
+            if value is None or value.startswith("-"):
+                return None
+            values[_TICK_VALUES[token]] = value
+        else:
+            return None
+    if command is None or not _valid_node(values.get("node")):
+        return None
+    return argparse.Namespace(**{"command": command, "cron": False, "dryrun": False,
+                                 "at": None, "node": None, **values,
+                                 "func": cmd_run_scheduled})
+
+
+def _valid_node(name: str | None) -> bool:
+    from picron.config import check_node
+
+    try:
+        return name is None or check_node(name) == name
+    except ValidationError:
+        return False
+
+
 def _configure_logging(debug: bool) -> None:
     if debug:
         import logging
@@ -272,21 +315,25 @@ def cmd_run_scheduled(args, app) -> int:
         raise ValidationError("--at: only together with --dryrun", field="at")
     if args.dryrun:
         return _dry_run(args, app)
-    from picron.output import describe_result
-
     runner = app.runner()
     quiet = args.cron
     report = runner.run_scheduled(
         on_start=None if quiet else lambda task: print(f"running {task.name} ...", flush=True),
-        on_result=None if quiet else lambda result: print(describe_result(result), flush=True))
+        on_result=None if quiet else lambda result: print(_describe(result), flush=True))
     for warning in report.warnings:
         print(f"picron: warning: {warning}", file=sys.stderr)
     for result in report.results:
         if quiet and not result.ok:
-            print(f"picron: {describe_result(result)}", file=sys.stderr)
+            print(f"picron: {_describe(result)}", file=sys.stderr)
     if not quiet and not report.results:
         print(f"nothing due on node {runner.node}")
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _describe(result) -> str:
+    from picron.output import describe_result  # not imported by a tick that ran nothing
+
+    return describe_result(result)
 
 
 def _dry_run(args, app) -> int:

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from picron.errors import ConfigError, ValidationError
 
-DEFAULT_CONFIG_PATH = Path("/etc/picron/picron.toml")
+if TYPE_CHECKING:
+    from pathlib import Path
+
+DEFAULT_CONFIG_PATH = "/etc/picron/picron.toml"
 NODE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _KEYS = {"database": str, "node": str, "nodes": list, "timezone": str, "listen": str,
          "task_timeout": int, "history_days": int, "allowed_hosts": list}
@@ -54,7 +56,7 @@ def load_config(config_path: str | None = None, db_path: str | None = None,
     env = os.environ if env is None else env
     path = _config_file(config_path, env)
     values = _read_toml(path) if path is not None else {}
-    node = env.get("PICRON_NODE") or values.get("node") or socket.gethostname().split(".")[0]
+    node = env.get("PICRON_NODE") or values.get("node") or os.uname().nodename.split(".")[0]
     try:
         node = check_node(node)
         nodes = tuple(check_node(n, "nodes") for n in values.get("nodes", [node]))
@@ -86,11 +88,18 @@ def load_config(config_path: str | None = None, db_path: str | None = None,
 
 
 def _config_file(config_path: str | None, env) -> Path | None:
-    if config_path:
-        return Path(config_path)
-    if env.get("PICRON_CONFIG"):
-        return Path(env["PICRON_CONFIG"])
-    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+    name = config_path or env.get("PICRON_CONFIG")
+    if not name:
+        try:
+            os.stat(DEFAULT_CONFIG_PATH)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError:
+            pass  # there but not readable: reading it reports that clearly
+        name = DEFAULT_CONFIG_PATH
+    from pathlib import Path  # imported only when there is a file to read
+
+    return Path(name)
 
 
 def _read_toml(path: Path) -> dict:

@@ -25,6 +25,8 @@ _NAMES = {name[:3].lower(): number for number, name in enumerate(_DAYS)}
 _NAMES.update({name[:3].lower(): number for number, name in enumerate(_MONTHS, start=1)})
 # (lowest, highest) value per field: minute, hour, day of month, month, day of week.
 _BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+# Steps yielding at most this many values are read as a list of those values.
+_EXPAND = [1, 2, 4, 4, 4]
 _PART = re.compile(r"^(?:(\*)|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
 
 
@@ -41,14 +43,19 @@ def describe_interval(expr: str) -> str:
     if len(fields) != 5:
         return text
     try:
-        parsed = [_parse_field(field, *_BOUNDS[i]) for i, field in enumerate(fields)]
+        return _sentence(*(_parse_field(field, *_BOUNDS[i], _EXPAND[i])
+                           for i, field in enumerate(fields)))
     except _Unsure:
         return text
-    return _sentence(*parsed)
 
 
-def _parse_field(field: str, low: int, high: int) -> list[tuple]:
-    """A field as a list of parts: ("*", step) or ("range", start, end, step)."""
+def _parse_field(field: str, low: int, high: int, expand: int) -> list[tuple]:
+    """A field as a list of parts: ("*", step) or ("range", start, end, step).
+
+    A step that yields at most ``expand`` values becomes those values (``1-5/2`` →
+    1, 3, 5), and a range over the whole field becomes ``*``, so that the words say
+    exactly what runs.
+    """
     parts = []
     for part in field.split(","):
         match = _PART.match(part)
@@ -58,14 +65,19 @@ def _parse_field(field: str, low: int, high: int) -> list[tuple]:
         step = int(step) if step else 1
         if step < 1:
             raise _Unsure(part)
-        if star:
-            parts.append(("*", step))
-            continue
-        first = _number(start, low, high)
-        last = _number(end, low, high) if end else (high if step > 1 else first)
+        first = low if star else _number(start, low, high)
+        last = high if star or (step > 1 and not end) else \
+            (_number(end, low, high) if end else first)
         if last < first:
             raise _Unsure(part)
-        parts.append(("range", first, last, step))
+        values = range(first, last + 1, step)
+        whole = first == low and last == high
+        if step > 1 and len(values) <= (expand if whole else 6):
+            parts.extend(("range", value, value, 1) for value in values)
+        elif whole and (star or step > 1 or high - low > 7):
+            parts.append(("*", step))
+        else:
+            parts.append(("range", first, last, step))
     return parts
 
 
@@ -88,10 +100,11 @@ def _single(parts: list[tuple]) -> int | None:
 
 
 def _values(parts: list[tuple]) -> list[int] | None:
-    """The values of a plain list like ``8,12,18`` (no ranges or steps), else None."""
-    if all(p[0] == "range" and p[1] == p[2] for p in parts):
-        return [p[1] for p in parts]
-    return None
+    """The few values of a list like ``8,12,18`` or ``3-4,6``, else None (ranges read better)."""
+    if len(parts) == 1 and parts[0][0] == "range" and parts[0][1] != parts[0][2]:
+        return None
+    values = _expand(parts)
+    return values if values is not None and len(values) <= 6 else None
 
 
 def _expand(parts: list[tuple]) -> list[int] | None:
@@ -203,7 +216,7 @@ def _list_phrase(parts, name, unit: str) -> str:
         else:
             words.append(f"every {_ordinal(part[3])} {unit} from {name(part[1])} "
                          f"through {name(part[2])}")
-    return _join(words)
+    return _join(list(dict.fromkeys(words)))  # weekday 7 is 0 again: Sunday
 
 
 def _month(number: int) -> str:

@@ -6,11 +6,11 @@ command it started. The child dies with its parent, so a killed runner leaves no
 """
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
 import time
+from functools import cache
 
 from picron.modules import TaskContext, TaskModule
 from picron.store import truncate_message
@@ -53,7 +53,8 @@ def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
             devnull = os.open(os.devnull, os.O_RDWR)
             os.dup2(devnull, 0)
             os.dup2(devnull, 1)
-            result = json.dumps(run_module(module, options, context)).encode()
+            status, message = run_module(module, options, context)
+            result = f"{status}\0{message}\0".encode("utf-8", "surrogatepass")
             while result:
                 result = result[os.write(write_end, result):]
         finally:
@@ -82,11 +83,11 @@ def _collect(pid: int, read_end: int, timeout: float) -> tuple[str, str]:
             data += chunk
     _kill_group(pid)  # leftovers the task started in the background
     _, status = os.waitpid(pid, 0)
-    try:
-        state, message = json.loads(data)
-        return state, message
-    except ValueError:
-        return "failed", f"the task process died ({_describe_exit(status)})"
+    # "status NUL message NUL": anything else (nothing, or cut short) means the child died.
+    state, _, message = data.partition(b"\0")
+    if state in (b"success", b"failed") and message.endswith(b"\0"):
+        return state.decode(), message[:-1].decode("utf-8", "surrogatepass")
+    return "failed", f"the task process died ({_describe_exit(status)})"
 
 
 def _kill_group(pid: int) -> None:
@@ -102,8 +103,12 @@ def _describe_exit(status: int) -> str:
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
+@cache
 def _pdeathsig_setter():
-    """A function that makes the calling (child) process die with its parent (Linux)."""
+    """A function that makes the calling (child) process die with its parent (Linux).
+
+    Built once per process: loading libc through ctypes costs more than the fork itself.
+    """
     try:
         import ctypes
 

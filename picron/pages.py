@@ -45,7 +45,8 @@ _ROW = """<tr id="task-$id"$inactive>
 <a class="button danger" href="/tasks/$id/delete">Delete</a></td>
 </tr>
 """
-_NODE = """<div class="node-run"><div class="node-head"><span class="node">$node</span> $status$streak</div>
+_NODE = """<div class="node-run">
+<div class="node-head"><span class="node">$node</span> $status$streak</div>
 <div class="when"><span class="label">next</span> $next$paused</div>
 <div class="when"><span class="label">last</span> $last</div></div>
 """
@@ -54,6 +55,7 @@ aria-pressed="$pressed" title="$hint">$text</button></form>"""
 
 
 def task_list(app, req: Request) -> Response:
+    """The task list in run order, with every node's next and last run and status."""
     tasks = app.store.list_tasks()
     if not tasks:
         content = Raw('<p class="empty">No tasks yet. <a href="/tasks/new">Create the first '
@@ -110,12 +112,12 @@ def disable_task(app, req: Request, task_id: str) -> Response:
 
 
 def run_task(app, req: Request, task_id: str) -> Response:
-    """Run now: claim here (so a refusal is reported at once), run in the background."""
+    """Run now on this node: claimed here (a refusal is answered at once), run in the
+    background; the browser goes to the task's history, which reloads until it ends."""
     from picron.background import start_manual_run
 
     task = _task(app, task_id)
-    node = req.field("node") or None
-    start_manual_run(app, task.id, node)
+    start_manual_run(app, task.id)
     return redirect(f"/history?task={task.id}")
 
 
@@ -126,6 +128,7 @@ _DELETE = """<h1>Delete task “$name”?</h1>
 
 
 def confirm_delete(app, req: Request, task_id: str) -> Response:
+    """Asks before deleting (a GET changes nothing); the form posts the deletion."""
     task = _task(app, task_id)
     return page(app, req, f"Delete {task.name}",
                 render(_DELETE, name=task.name, id=task.id, csrf=csrf_field(req)))
@@ -154,6 +157,7 @@ _RUN = """<tr$running>
 
 
 def history(app, req: Request) -> Response:
+    """The newest runs with their messages, optionally of one task (``?task=ID``)."""
     selected = req.arg("task") or ""
     if selected and not re.fullmatch(r"[0-9]{1,18}", selected):
         raise ValidationError("task: must be a task id", field="task")
@@ -180,6 +184,7 @@ def history(app, req: Request) -> Response:
 
 
 def audit(app, req: Request) -> Response:
+    """Every change of a task: when, who, what."""
     entries = app.store.list_audit(HISTORY_LIMIT)
     if not entries:
         content = Raw('<p class="empty">No changes recorded yet.</p>')
@@ -196,6 +201,7 @@ def audit(app, req: Request) -> Response:
 
 
 def stats_index(app, req: Request) -> Response:
+    """The monitoring stats keys (each links to its chart) and the event counters."""
     latest = app.store.latest_stats()
     keys = Raw("".join(render('<li><a href="/stats/$href">$key</a> <span class="muted">'
                               'latest $value</span></li>\n', href=quote(key, safe=""),
@@ -216,6 +222,7 @@ def stats_index(app, req: Request) -> Response:
 
 
 def stats_key(app, req: Request, key: str) -> Response:
+    """One key's time series as an SVG chart, and its latest values; 404 for no values."""
     series = app.store.get_stats(key)
     if not series:
         raise NotFound(f"no monitoring stats under key {key!r}", field="key")

@@ -8,11 +8,10 @@ recorded as ``interrupted`` by the next tick and does not block the task.
 from __future__ import annotations
 
 import os
-import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 
 from picron.errors import PicronError
 from picron.schedule import utcnow
@@ -59,10 +58,11 @@ class TickReport:
 class Runner:
     """Runs the tasks of one node.
 
-    ``registry`` maps module identifiers to classes (discovered lazily); ``database`` is
-    the path modules open for themselves; ``isolate`` runs each task in a forked child
-    (the default; an in-memory database cannot be shared with a child, so it runs
-    in-process there, without a hard timeout).
+    ``registry`` maps module identifiers to classes (discovered lazily), or is a function
+    returning it, called when a task first runs (so an idle tick imports no module);
+    ``database`` is the path modules open for themselves; ``isolate`` runs each task in a
+    forked child (the default; an in-memory database cannot be shared with a child, so it
+    runs in-process there, without a hard timeout).
     """
 
     def __init__(self, store: Store, registry, *, node: str, database: str,
@@ -70,14 +70,20 @@ class Runner:
                  clock: Callable[[], datetime] = utcnow, isolate: bool | None = None,
                  host: str | None = None) -> None:
         self.store = store
-        self.registry = registry
+        self._registry = registry
         self.node = node
         self.database = database
         self.default_timeout = default_timeout
         self.history_days = history_days
         self.clock = clock
         self.isolate = database != ":memory:" if isolate is None else isolate
-        self.host = host or socket.gethostname()
+        self.host = host or os.uname().nodename  # what socket.gethostname() returns
+
+    @property
+    def registry(self):
+        if callable(self._registry):
+            self._registry = self._registry()
+        return self._registry
 
     def run_scheduled(self, on_start: Callable[[Task], None] | None = None,
                       on_result: Callable[[RunResult], None] | None = None) -> TickReport:

@@ -12,10 +12,11 @@ PATCH, DELETE):
   ``X-CSRF-Token``) equal to the expected one passes. The expected token is the
   session's when logged in with the session cookie; otherwise it is the double-submit
   cookie ``picron_csrf`` (HttpOnly, SameSite=Strict) that every response sets;
-* a call authenticated by HTTP Basic, or any call while no password is set, may
-  instead send ``Content-Type: application/json``: a cross-site HTML form cannot send
-  that type, and a cross-site script cannot without a CORS preflight, which this
-  server never grants. Everything else → 403, and nothing changes.
+* a call authenticated by HTTP Basic, or any call while no password is set, needs no
+  token if it is a PUT, PATCH or DELETE, or a POST with ``Content-Type:
+  application/json``: other sites can send none of these without a CORS preflight,
+  which this server never grants (a cross-site form or ``no-cors`` fetch can only
+  POST form, multipart or text bodies, or none). Everything else → 403, nothing changes.
 """
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ class Site:
                ("POST", "/logout", self.logout),
                ("GET", r"/static/(?P<name>[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99})", static_file)]
         self.routes = [*api.ROUTES, *pages.ROUTES,
-                       *((method, re.compile(pattern), handler) for method, pattern, handler in own)]
+                       *((method, re.compile(path), handler) for method, path, handler in own)]
         self.public = {self.login_page, self.login, static_file}
 
     # -- the request cycle --------------------------------------------------------------
@@ -195,7 +196,7 @@ class Site:
 
             error = storage_error(error)
         if not isinstance(error, PicronError):
-            logger.error("error answering %s %s", req.method, _printable(req.path),
+            logger.error("error answering %s %s", req.method, printable(req.path),
                          exc_info=(type(error), error, error.__traceback__))
             error = PicronError("internal error; the details are in the server log")
         if is_api(req.path):
@@ -279,17 +280,21 @@ class Site:
         if token and hmac.compare_digest(token.encode("utf-8", "replace"),
                                          req.csrf_token.encode()):
             return
-        if kind in ("basic", "local") and api.is_json(req):
+        if kind in ("basic", "local") and (req.method != "POST" or api.is_json(req)):
             return
+        if is_api(req.path):
+            raise Forbidden("missing or wrong CSRF token: send the X-CSRF-Token header, or "
+                            "Content-Type: application/json with HTTP Basic or no password")
         raise Forbidden("missing or wrong CSRF token; reload the page and try again")
 
     # -- login pages ----------------------------------------------------------------------
 
     def login_page(self, app: RequestApp, req: Request, message: str = "",
                    status: int = 200) -> Response:
+        target = safe_next(req.arg("next") or req.field("next"))
         if req.user is not None:
-            return redirect(safe_next(req.arg("next") or req.field("next")))
-        body = render(_LOGIN, csrf=req.csrf_token, next=safe_next(req.arg("next") or req.field("next")),
+            return redirect(target)
+        body = render(_LOGIN, csrf=req.csrf_token, next=target,
                       message=render('<p class="error-message" role="alert">$m</p>\n', m=message)
                       if message else "")
         return html_response(pages.layout(req, "Log in", body), status)
@@ -425,7 +430,7 @@ def _same_origin(origin: str, host: str) -> bool:
     return netloc == host.strip().lower().removesuffix(default_port)
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with every control character escaped: one log line stays one line."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode()
                    for ch in text[:2000])

@@ -69,3 +69,9 @@ def test_both_names_are_required(missing):
     del options[missing]
     with pytest.raises(ValidationError, match=f"requires option '{missing}'"):
         EventCounter.validate_options(options)
+
+
+@pytest.mark.parametrize("empty", ["event_counter", "stats_key"])
+def test_names_must_not_be_empty(empty):
+    with pytest.raises(ValidationError, match=f"'{empty}' must not be empty"):
+        EventCounter.validate_options({"event_counter": "a", "stats_key": "b", empty: " "})

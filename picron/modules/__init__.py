@@ -117,11 +117,7 @@ class TaskModule:
                 raise ValidationError(f"options: unknown option {key!r} for module "
                                       f"{cls.identifier} (known: {known})", field="options")
             stored[key] = _normalise(key, option, value)
-        for key, option in cls.options.items():
-            if option.required and key not in stored:
-                raise ValidationError(f"options: module {cls.identifier} requires option "
-                                      f"{key!r}", field="options")
-        cls.check_options(cls._typed(stored))
+        cls._complete(stored)
         return stored
 
     @classmethod
@@ -131,21 +127,20 @@ class TaskModule:
         The values are checked again (they may predate a stricter version of the
         module); raises ``ValidationError`` naming the option. Unknown keys are ignored.
         """
-        known = {key: value for key, value in stored.items() if key in cls.options}
-        for key, option in cls.options.items():
-            if option.required and key not in known:
-                raise ValidationError(f"options: module {cls.identifier} requires option "
-                                      f"{key!r}", field="options")
-        values = cls._typed({key: _normalise(key, cls.options[key], value)
-                             for key, value in known.items()})
-        cls.check_options(values)
-        return values
+        return cls._complete({key: _normalise(key, cls.options[key], value)
+                              for key, value in stored.items() if key in cls.options})
 
     @classmethod
-    def _typed(cls, stored: dict[str, str]) -> dict:
+    def _complete(cls, stored: dict[str, str]) -> dict:
+        # required keys present, then typed with defaults, then the module's own checks
+        for key, option in cls.options.items():
+            if option.required and key not in stored:
+                raise ValidationError(f"options: module {cls.identifier} requires option "
+                                      f"{key!r}", field="options")
         values = {key: option.default for key, option in cls.options.items()}
         for key, text in stored.items():
             values[key] = _convert(cls.options[key].type, text)
+        cls.check_options(values)
         return values
 
 

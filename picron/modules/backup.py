@@ -20,8 +20,8 @@ class Backup(TaskModule):
     options = {
         "directory": Option("str", "Absolute path of the directory for the backups "
                                    "(created if missing).", required=True),
-        "keep": Option("int", "How many backups to keep; older picron-*.db files there are "
-                              "deleted.", default=7),
+        "keep": Option("int", "How many backups to keep; older backups there (by their "
+                              "picron-YYYYmmddTHHMMSSZ.db names) are deleted.", default=7),
     }
 
     @classmethod

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from picron.db import transaction
+from picron.errors import ValidationError
 from picron.modules import Option, TaskModule
 
 
@@ -16,6 +17,12 @@ class EventCounter(TaskModule):
         "reset_event_counter": Option("bool", "Reset the counter to 0 after reading it.",
                                       default=False),
     }
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        for name in ("event_counter", "stats_key"):
+            if not options[name].strip():
+                raise ValidationError(f"options: {name!r} must not be empty", field="options")
 
     def do(self, options: dict) -> bool:
         name, key = options["event_counter"], options["stats_key"]

@@ -115,8 +115,9 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         if not self.follow:
             return None
         if urlsplit(newurl).scheme.lower() not in SCHEMES:
-            raise urllib.error.HTTPError(newurl, code, f"{msg}; redirect to a non-http(s) URL "
-                                                       "refused", headers, fp)
+            # worded as urllib's own refusal of file: and other schemes
+            raise urllib.error.HTTPError(newurl, code, f"{msg} - Redirection to url "
+                                                       f"'{newurl}' is not allowed", headers, fp)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 

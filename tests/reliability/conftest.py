@@ -172,3 +172,21 @@ def slot_of(iso: str, minutes: int = 5) -> str:
     at = datetime.fromisoformat(iso)
     return at.replace(minute=at.minute - at.minute % minutes, second=0,
                       microsecond=0).isoformat()
+
+
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figure(request):
+    """Record a measured figure; all are printed at the end of the run (for the docs)."""
+    def record(text: str) -> None:
+        _FIGURES.append(f"{request.node.nodeid.split('::')[-1]}: {text}")
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section(f"reliability figures ({'full' if FULL else 'short'} form)")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)

@@ -106,11 +106,11 @@ class HangSwallow(_Logged):
 
 class HangC(_Logged):
     identifier = "hang_c"
-    description = "One long C call: scrypt with a huge parallelism (minutes, one call)."
+    description = "One long C call: scrypt with a huge parallelism (~15 minutes)."
 
     def do(self, options):
         self.start(options)
-        hashlib.scrypt(b"password", salt=b"salt", n=2 ** 14, r=8, p=200_000, maxmem=2 ** 26)
+        hashlib.scrypt(b"password", salt=b"salt", n=2 ** 14, r=8, p=20_000, maxmem=2 ** 26)
         return True
 
 

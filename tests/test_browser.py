@@ -1,0 +1,186 @@
+"""A real browser against a real ``picron serve``: headless Chromium driven by selenium.
+
+Creates a task through the form (module option fields included), sees it listed with its
+next run, disables it, runs it now, sees the successful run in the history, and saves the
+screenshots of ``docs/screenshots/`` that README shows.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+LAPTOP, PHONE = (1280, 800), (390, 844)
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+           "chromium-driver; .ci/run installs them)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """``python -m picron serve`` on a free loopback port; yields (base URL, picron argv)."""
+    port = free_port()
+    env = {**os.environ, "PICRON_NODE": "node1", "XDG_DATA_HOME": str(tmp_path)}
+    env.pop("PICRON_CONFIG", None)
+    picron = [sys.executable, "-m", "picron", "--db", str(tmp_path / "picron.db")]
+    process = subprocess.Popen([*picron, "serve", "--listen", f"127.0.0.1:{port}"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(base + "/static/style.css", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("picron serve did not start: "
+                                       + process.stderr.read().decode(errors="replace"))
+                time.sleep(0.1)
+        yield base, picron, env
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--no-first-run",
+                     f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_window_size(*LAPTOP)
+    yield driver
+    driver.quit()
+
+
+def test_create_list_disable_run_and_history(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    base, picron, env = server
+    wait = WebDriverWait(browser, 15)
+    find = browser.find_element
+
+    browser.get(base + "/")
+    assert "No tasks yet" in find(By.TAG_NAME, "main").text
+    assert "Tasks are not running" in find(By.CLASS_NAME, "banner").text  # no cron tick yet
+    find(By.LINK_TEXT, "New task").click()
+
+    # another module first: the form re-renders with that module's fields, keeping the name
+    find(By.ID, "f-name").send_keys("Say hello")
+    Select(find(By.ID, "f-taskmodule")).select_by_value("simplestats")
+    wait.until(EC.presence_of_element_located((By.ID, "f-option-total_tasks")))
+    assert find(By.ID, "f-name").get_attribute("value") == "Say hello"
+    Select(find(By.ID, "f-taskmodule")).select_by_value("command")
+    wait.until(EC.presence_of_element_located((By.ID, "f-option-command")))
+
+    find(By.ID, "f-option-command").send_keys("echo hello")
+    # the live preview shows the times in the task's zone and notes the DST changes
+    find(By.ID, "f-interval").send_keys("0 3 1 3,4 *")  # March 1 (CET), April 1 (CEST)
+    find(By.ID, "f-timezone").send_keys("Europe/Berlin")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "preview-body"),
+                                                "clocks change: CET → CEST"))
+    assert "-04-01 03:00 CEST" in find(By.ID, "preview-body").text
+    assert "at 03:00 on day 1 of the month in March and April" in find(
+        By.ID, "interval-reading").text
+    find(By.ID, "f-timezone").clear()
+    find(By.ID, "f-interval").clear()
+    find(By.ID, "f-interval").send_keys("*/5 * * * *")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "interval-reading"), "every 5 minutes"))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#preview-body li")) == 5)
+    browser.set_window_size(LAPTOP[0], page_height(browser))
+    save(browser, "new.png")
+    browser.set_window_size(*LAPTOP)
+    find(By.CSS_SELECTOR, "button[name=save]").click()
+
+    row = wait.until(EC.presence_of_element_located((By.ID, "task-1")))
+    assert "Say hello" in row.text and "every 5 minutes" in row.text
+    next_run = row.find_element(By.CSS_SELECTOR, ".when time")  # the first line is "next"
+    assert next_run.get_attribute("datetime").endswith("+00:00")
+    assert "never" in row.text  # no run yet
+
+    row.find_element(By.CSS_SELECTOR, "button.switch").click()
+    row = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#task-1.inactive")))
+    assert row.find_element(By.CSS_SELECTOR, "button.switch").text == "Off"
+
+    row.find_element(By.XPATH, ".//button[text()='Run now']").click()
+    wait.until(EC.url_contains("/history?task=1"))
+    WebDriverWait(browser, 30).until(  # the page reloads itself while the run is running
+        lambda d: "success" in d.find_element(By.CSS_SELECTOR, "table.runs tbody").text)
+    run = find(By.CSS_SELECTOR, "table.runs tbody tr")
+    assert "Say hello" in run.text and "manual" in run.text and "hello" in run.text
+
+    # the list and the form as README shows them: re-enabled, with a cron tick recorded
+    browser.get(base + "/")
+    find(By.CSS_SELECTOR, "#task-1 button.switch").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#task-1:not(.inactive)")))
+    add_neighbours(picron, env)
+    subprocess.run([*picron, "run_scheduled", "-c"], env=env, check=False, timeout=60)
+    browser.get(base + "/")
+    assert not browser.find_elements(By.CLASS_NAME, "banner")
+    assert "success" in find(By.ID, "task-1").text
+    assert "2 failures in a row" in find(By.ID, "task-4").text
+    shoot(browser, base + "/", "list.png", LAPTOP)
+    shoot(browser, base + "/tasks/1/edit", "edit.png", LAPTOP)
+    shoot(browser, base + "/", "list-phone.png", PHONE)
+    shoot(browser, base + "/tasks/1/edit", "edit-phone.png", PHONE)
+    shoot(browser, base + "/history", "history.png", LAPTOP)
+
+
+def add_neighbours(picron: list[str], env: dict) -> None:
+    """A few more tasks (another zone, two nodes, a failing one) for telling screenshots."""
+    def run(*args: str) -> None:
+        subprocess.run([*picron, *args], env=env, check=False, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    run("task", "add", "--name", "Nightly cleanup", "--interval", "30 2 * * *", "--module",
+        "cleanup", "--option", "runs_older_than_days=30", "--timezone", "Europe/Berlin")
+    run("task", "add", "--name", "Office hours report", "--interval", "0 8 * * 1-5",
+        "--module", "command", "--option", "command=echo report", "--nodes", "node1,node2",
+        "--ordering", "2")
+    run("task", "add", "--name", "Flaky export", "--interval", "15 */6 * * *", "--module",
+        "command", "--option", "command=false", "--ordering", "1")
+    run("run_manually", "-t", "Flaky export")
+    run("run_manually", "-t", "Flaky export")
+
+
+def page_height(browser) -> int:
+    return browser.execute_script("return document.documentElement.scrollHeight") + 140
+
+
+def save(browser, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOTS / name))
+
+
+def shoot(browser, url: str, name: str, size: tuple[int, int]) -> None:
+    """A screenshot of the whole page at the given window width."""
+    browser.set_window_size(*size)
+    browser.get(url)
+    browser.set_window_size(size[0], max(size[1], page_height(browser)))
+    save(browser, name)

@@ -1,0 +1,91 @@
+"""Helpers for the web tests: a file-backed app, in-process calls, database snapshots."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from urllib.parse import urlencode
+
+import pytest
+
+from picron.app import App
+from picron.config import Config
+from picron.site import Site, parse_target
+from picron.webcore import Request, Response
+
+HOST = "127.0.0.1:8080"
+
+
+def call(site, method: str, target: str, body: object = None, *, headers: dict | None = None,
+         form: dict | None = None, cookies: dict | None = None,
+         client: str = "10.0.0.1") -> Response:
+    """One request through ``Site.handle``: ``body`` is sent as JSON, ``form`` urlencoded."""
+    path, query = parse_target(target)
+    sent = {"host": HOST}
+    data = b""
+    if form is not None:
+        data = urlencode(form, doseq=True).encode()
+        sent["content-type"] = "application/x-www-form-urlencoded"
+    elif isinstance(body, bytes):
+        data = body
+    elif body is not None:
+        data = json.dumps(body).encode()
+        sent["content-type"] = "application/json"
+    elif method in ("POST", "PUT", "PATCH", "DELETE"):
+        sent["content-type"] = "application/json"  # as a script calls the API
+    if cookies:
+        sent["cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
+    sent.update({name.lower(): value for name, value in (headers or {}).items()})
+    sent = {name: value for name, value in sent.items() if value is not None}
+    return site.handle(Request(method=method, path=path, query=query, headers=sent, body=data,
+                               client=client))
+
+
+def body(response: Response):
+    return json.loads(response.body)
+
+
+def text(response: Response) -> str:
+    return response.body.decode("utf-8")
+
+
+def set_cookies(response: Response) -> dict[str, str]:
+    """The cookies a response sets, name → full Set-Cookie value."""
+    return {value.split("=", 1)[0]: value for value in response.cookies}
+
+
+def cookie_value(response: Response, name: str) -> str:
+    return set_cookies(response)[name].split(";")[0].split("=", 1)[1]
+
+
+def snapshot(database: str) -> list[str]:
+    """Every row of the database as SQL (compare before/after a refused request)."""
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+TASK = {"name": "ping", "interval": "*/5 * * * *", "taskmodule": "succeed"}
+
+
+@pytest.fixture
+def web_app(tmp_path, clock, registry):
+    """An app on a temporary database file: every request opens its own connection."""
+    config = Config(database=str(tmp_path / "picron.db"), node="node1", nodes=("node1", "node2"),
+                    timezone="UTC")
+    return App(config, clock=clock, registry=registry)
+
+
+@pytest.fixture
+def site(web_app):
+    site = Site(web_app, failed_login_delay=0)
+    yield site
+    assert site.background.join(30), "a background run did not finish"
+
+
+@pytest.fixture
+def db(web_app) -> str:
+    """The path of the app's database, created (and migrated) already."""
+    web_app.open_store().conn.close()
+    return web_app.config.database
