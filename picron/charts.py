@@ -14,6 +14,7 @@ from picron.webcore import Raw, render
 WIDTH, HEIGHT = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 20, 16, 52
 Y_TICKS = 5
+MAX_POINTS = 1000  # more are thinned out evenly: the line cannot show them anyway
 
 _SVG = """<figure class="chart">
 <svg viewBox="0 0 $width $height" role="img" aria-labelledby="chart-title" \
@@ -37,6 +38,10 @@ def line_chart(series: list[tuple[datetime, int]], zone: tzinfo, key: str) -> Ra
     """An SVG line chart of ``(time, value)`` points, oldest first, with labelled axes."""
     if not series:
         return Raw('<p class="empty">No values to draw.</p>')
+    caption = _caption(series, zone, key)
+    if len(series) > MAX_POINTS:
+        stride = math.ceil(len(series) / MAX_POINTS)
+        series = series[-1::-stride][::-1]  # keeps the latest value
     times = [at.timestamp() for at, _ in series]
     values = [value for _, value in series]
     low, high, step = nice_scale(min(values), max(values))
@@ -58,7 +63,8 @@ def line_chart(series: list[tuple[datetime, int]], zone: tzinfo, key: str) -> Ra
         labels.append(render('<text x="$x" y="$y" text-anchor="end">$text</text>',
                              x=LEFT - 8, y=f"{y(tick) + 4:.1f}", text=_number(tick)))
         tick += step
-    ends = [(first, "start"), (last, "end")] if last != first else [(first, "middle")]
+    ends = [(first, "start"), ((first + last) / 2, "middle"), (last, "end")] \
+        if last != first else [(first, "middle")]
     for t, anchor in ends:
         labels.append(render('<text x="$x" y="$y" text-anchor="$anchor">$text</text>',
                              x=f"{x(t):.1f}", y=HEIGHT - BOTTOM + 20, anchor=anchor,
@@ -74,9 +80,14 @@ def line_chart(series: list[tuple[datetime, int]], zone: tzinfo, key: str) -> Ra
         right=WIDTH - RIGHT, top=TOP, bottom=HEIGHT - BOTTOM,
         middle=LEFT + plot_w // 2, middle_y=TOP + plot_h // 2, x_title_y=HEIGHT - 10,
         x_title=f"time ({format_time(series[-1][0], zone).rsplit(' ', 1)[-1]})",
-        caption=f"{len(series)} value{'s' if len(series) != 1 else ''} of {key}, "
-                f"from {format_time(series[0][0], zone)} to {format_time(series[-1][0], zone)}; "
-                f"lowest {min(values)}, highest {max(values)}, latest {values[-1]}.")
+        caption=caption)
+
+
+def _caption(series: list[tuple[datetime, int]], zone: tzinfo, key: str) -> str:
+    values = [value for _, value in series]
+    return (f"{len(series)} value{'s' if len(series) != 1 else ''} of {key}, from "
+            f"{format_time(series[0][0], zone)} to {format_time(series[-1][0], zone)}; "
+            f"lowest {min(values)}, highest {max(values)}, latest {values[-1]}.")
 
 
 def nice_scale(low: float, high: float, ticks: int = Y_TICKS) -> tuple[float, float, float]:

@@ -14,7 +14,6 @@ from typing import Iterator
 from picron.errors import StorageError
 
 BUSY_TIMEOUT_SECONDS = 5.0
-_HEADER = b"SQLite format 3\x00"
 
 # Append-only: script n (1-based) takes the schema to version n. Never edit a shipped one.
 MIGRATIONS = [
@@ -129,11 +128,15 @@ def connect(path: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS,
 
 
 def _check_file(path: str, create: bool) -> None:
+    # Never open() the database file here: closing any descriptor of it drops every POSIX
+    # lock this process holds on it, including those of other connections (SQLite's
+    # "How To Corrupt" §2.2). A server thread doing that made a cron tick believe it was
+    # the last user, delete the WAL and the -shm under the server, and every later query
+    # failed with "disk I/O error". SQLite itself reports a file that is not a database.
     if os.path.isdir(path):
         raise StorageError(f"database {path}: is a directory")
     try:
-        with open(path, "rb") as file:
-            header = file.read(16)
+        size = os.stat(path).st_size
     except FileNotFoundError:
         if not create:
             raise StorageError(f"database {path}: does not exist") from None
@@ -141,10 +144,11 @@ def _check_file(path: str, create: bool) -> None:
         return
     except OSError as error:
         raise StorageError(f"database {path}: cannot read: {error.strerror}") from None
-    if header != _HEADER:
-        raise StorageError(f"database {path}: not a picron (SQLite) database")
-    # A file without write bits is read-only on purpose, even for root (who may write it).
-    if not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o222:
+    if size == 0:
+        raise StorageError(f"database {path}: not a picron (SQLite) database (empty file)")
+    if not os.access(path, os.R_OK):
+        raise StorageError(f"database {path}: cannot read: Permission denied")
+    if not os.access(path, os.W_OK):
         raise StorageError(f"database {path}: is read-only")
 
 

@@ -172,7 +172,8 @@ def history(app, req: Request) -> Response:
     else:
         rows = Raw("".join(render(
             _RUN, running=Raw(' class="running" data-running' if r.status == "running" else ""),
-            start=time_tag(r.start, app.zone), task=r.task, node=r.node, trigger=r.trigger,
+            start=time_tag(r.start, app.zone), task=_run_task(r.task, r.task_id, selected),
+            node=r.node, trigger=r.trigger,
             status=status_badge(r.status),
             duration="…" if r.duration is None else f"{r.duration:.1f} s",
             message=r.message) for r in runs))
@@ -181,6 +182,13 @@ def history(app, req: Request) -> Response:
                          '<th>Message</th></tr></thead>\n<tbody>\n$rows</tbody></table>',
                          rows=rows)
     return page(app, req, "History", render(_HISTORY, options=options, content=content))
+
+
+def _run_task(name: str, task_id: int | None, selected: str) -> Raw:
+    """The task's name, linking to its own history unless that is the page shown."""
+    if task_id is None or str(task_id) == selected:
+        return render("$name", name=name)
+    return render('<a href="/history?task=$id">$name</a>', id=task_id, name=name)
 
 
 def audit(app, req: Request) -> Response:

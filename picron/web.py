@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
 REQUEST_TIMEOUT = 10.0
-MAX_CONNECTIONS = 256
+MAX_CONNECTIONS = 256  # room for 200 stalled clients (W2) plus the real ones
 SHUTDOWN_GRACE = 5.0
+LINGER_SECONDS = 1.0
 SCHEDULER_PERIOD = 60.0
 _LISTEN = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<port6>[0-9]{1,5})"
                      r"|(?P<host>[A-Za-z0-9._-]+):(?P<port>[0-9]{1,5})")
@@ -113,8 +114,7 @@ class Handler(BaseHTTPRequestHandler):
                     raise ValidationError("more than one Host header")
                 body = self._read_body()
             except PicronError as error:
-                self.close_connection = True
-                self._write(self._error(error))
+                self._refuse(error)
                 return
             headers = {name.lower(): value for name, value in self.headers.items()}
             self._write(self.server.site.handle(Request(
@@ -132,7 +132,7 @@ class Handler(BaseHTTPRequestHandler):
         lengths = self.headers.get_all("Content-Length") or []
         if not lengths:
             if self.command in ("POST", "PUT", "PATCH"):
-                raise LengthRequired("Content-Length required")
+                raise LengthRequired("Content-Length required (send a body, even an empty one)")
             return b""
         text = lengths[0].strip()
         if len(set(lengths)) > 1 or not text.isascii() or not text.isdigit():
@@ -149,14 +149,35 @@ class Handler(BaseHTTPRequestHandler):
         status = HTTPStatus(code)
         error = PicronError(message or status.phrase)
         error.http_status, error.code = code, status.phrase.lower().replace(" ", "_")
-        self.close_connection = True
-        self._write(self._error(error))
+        self._refuse(error)
 
-    def _error(self, error: PicronError) -> Response:
+    def _refuse(self, error: PicronError) -> None:
+        """Answer a request whose body was not read, then close the connection."""
         site = self.server.site
         path = getattr(self, "path", "") or "/"
         req = Request(method=self.command or "GET", path=path if is_api(path) else "/")
-        return site.secure(site.error_response(req, error))
+        self.close_connection = self._linger = True
+        self._write(site.secure(site.error_response(req, error)))
+
+    def finish(self) -> None:
+        super().finish()
+        if getattr(self, "_linger", False):
+            self._drain()
+
+    def _drain(self) -> None:
+        # Closing a socket with unread data sends a reset, which can destroy our answer
+        # before the client reads it: read (and drop) what it still sends, briefly.
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_SECONDS)
+            deadline, left = time.monotonic() + LINGER_SECONDS, 4 * MAX_BODY
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
 
     def _write(self, response: Response) -> None:
         self.connection.settimeout(self.timeout)
@@ -175,7 +196,6 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and response.status != 204:
             self.wfile.write(response.body)
-        self._size = len(response.body)
 
     def log_request(self, code="-", size="-") -> None:
         elapsed = (time.monotonic() - getattr(self, "_started", time.monotonic())) * 1000

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from picron.schedule import to_db
-from webclient import TASK, body, call, snapshot, text
+from tests.webclient import TASK, body, call, snapshot, text
 
-pytest_plugins = ("webclient",)  # fixtures: web_app, site, db
+pytest_plugins = ("tests.webfixtures",)  # web_app, site, db
 
 
 @pytest.fixture
@@ -377,3 +379,43 @@ def test_storage_errors_are_503(tmp_path, clock, registry):
     response = call(site, "GET", "/api/tasks")
     assert response.status == 503 and body(response)["error"]["code"] == "unavailable"
     assert bad.read_text() == "hello, I am text"
+
+
+def test_page_errors_are_html_and_api_errors_json(site):
+    page = call(site, "GET", "/no/such/page")
+    assert page.status == 404 and page.content_type.startswith("text/html")
+    assert "<html" in text(page)
+    assert call(site, "OPTIONS", "/api/tasks").headers["Allow"] == "GET, POST, HEAD"
+
+
+def test_metric_labels_are_escaped():
+    from picron.metrics import escape_label
+
+    assert escape_label('a\\b"c\nd') == 'a\\\\b\\"c\\nd'
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=70),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12),
+                                                                      children, max_size=4),
+    max_leaves=12)
+_FIELDS = st.sampled_from(["name", "interval", "taskmodule", "nodes", "options", "active",
+                           "ordering", "timezone", "retry_if_failed", "max_retries", "timeout",
+                           "id", "by", "node"])
+_BODIES = _JSON | st.dictionaries(_FIELDS, _JSON, max_size=8) | st.fixed_dictionaries(
+    {"name": st.text(max_size=70), "interval": st.sampled_from(["@daily", "*/5 * * * *", "x"]),
+     "taskmodule": st.sampled_from(["succeed", "sleep", "os"])},
+    optional={"options": _JSON, "nodes": _JSON, "ordering": _JSON})
+
+
+@settings(max_examples=200, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_BODIES, target=st.sampled_from([
+    ("POST", "/api/tasks"), ("PUT", "/api/tasks/1"), ("PATCH", "/api/tasks/1"),
+    ("POST", "/api/counters/c/increment"), ("POST", "/api/preview")]))
+def test_fuzzed_bodies_never_cause_a_server_error(site, data, target):
+    if call(site, "GET", "/api/tasks/1").status == 404:
+        call(site, "POST", "/api/tasks", {**TASK, "taskmodule": "fail"})
+    response = call(site, *target, data)
+    assert response.status < 500, text(response)
+    assert "error" in body(response) or response.status in (200, 201, 202)

@@ -13,7 +13,7 @@ from picron.db import connect
 from picron.modules import Option, Registry, TaskModule
 from picron.runner import Runner
 from picron.store import Store, TaskSpec
-from conftest import FAKE_MODULES, FakeClock
+from tests.conftest import FAKE_MODULES, FakeClock
 
 UTC = timezone.utc
 

@@ -12,7 +12,7 @@ import pytest
 from picron.app import App
 from picron.config import Config
 from picron.layout import layout
-from picron.sessions import CSRF_COOKIE, new_token
+from picron.sessions import CSRF_COOKIE, SESSION_COOKIE, new_token
 from picron.site import Site
 from picron.webcore import Raw, Request
 
@@ -25,6 +25,7 @@ class Client:
     def __init__(self, site: Site) -> None:
         self.site = site
         self.token = new_token()
+        self.session = ""
 
     def get(self, path: str, query: str = ""):
         return self._send("GET", path, query, None)
@@ -36,7 +37,8 @@ class Client:
         return self._send("POST", path, "", urlencode(pairs).encode())
 
     def _send(self, method, path, query, body):
-        headers = {"host": "127.0.0.1:8080", "cookie": f"{CSRF_COOKIE}={self.token}"}
+        headers = {"host": "127.0.0.1:8080", "cookie": f"{CSRF_COOKIE}={self.token}"
+                   + (f"; {SESSION_COOKIE}={self.session}" if self.session else "")}
         if body is not None:
             headers["content-type"] = "application/x-www-form-urlencoded"
         response = self.site.handle(Request(
@@ -105,6 +107,7 @@ def test_every_page_renders_with_data(web, db, clock):
         assert response.status == 200, path
         assert expected in response.text, path
         assert '<link rel="stylesheet" href="/static/style.css">' in response.text
+        check_page(response.text, "")  # no inline script or style, no event handlers
 
 
 def test_list_shows_interval_reading_and_runs_per_node_in_the_task_zone(web, db):
@@ -142,6 +145,22 @@ def test_layout_has_logout_only_for_admin():
     assert 'name="csrf_token" value="t0k"' in admin
     local = layout(Request("GET", "/", user="local"), "x", Raw(""))
     assert "/logout" not in local
+
+
+def test_logged_in_admin_gets_logout_and_forms_with_the_session_token(web, db):
+    from picron.auth import set_password
+
+    set_password(db, "correct horse")
+    assert web.get("/").headers["Location"].startswith("/login")
+    login = web.post("/login", {"user": "admin", "password": "correct horse", "next": "/"})
+    web.session = login.cookies[0].split(";")[0].split("=", 1)[1]
+    page = web.get("/tasks/new").text
+    assert 'action="/logout"' in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert token != web.token  # the session's own token, not the anonymous cookie's
+    web.token = token
+    assert web.post("/tasks", task_form()).status == 303
+    assert [t.name for t in db.list_tasks()] == ["nightly"]
 
 
 def test_error_page_is_html(web):
@@ -285,6 +304,7 @@ def test_run_now_runs_in_the_background_and_shows_in_history(web, db):
     page = web.get("/history", f"task={task_id}").text
     assert '<span class="badge success">success</span>' in page
     assert f'<option value="{task_id}" selected>' in page
+    assert f'<a href="/history?task={task_id}">nightly</a>' in web.get("/history").text
 
 
 def test_history_filter_must_be_an_id(web):
@@ -382,3 +402,17 @@ def test_payloads_never_appear_unescaped(web, db, clock, payload):
         response = web.post("/tasks", task_form(**changes))
         assert response.status == 400, changes
         check_page(response.text, payload)
+
+
+def test_chart_scale_and_thinning(clock):
+    from picron.charts import MAX_POINTS, line_chart, nice_scale
+
+    assert nice_scale(3, 7) == (3, 7, 1)
+    assert nice_scale(0, 93) == (0, 100, 50)
+    assert nice_scale(5, 5) == (4, 6, 0.5)
+    series = [(clock.advance(minutes=5), i % 7) for i in range(MAX_POINTS * 3 + 1)]
+    svg = line_chart(series, timezone.utc, "k")
+    points = re.search(r'points="([^"]*)"', svg).group(1).split()
+    assert len(points) <= MAX_POINTS + 1
+    assert f"{len(series)} values of k" in svg  # the caption counts every value
+    assert points[-1].startswith(f"{720 - 20}.0,")  # the latest value is still drawn

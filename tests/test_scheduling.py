@@ -9,7 +9,7 @@ import pytest
 from picron.errors import AlreadyRunning, NotFound
 from picron.runner import Runner
 from picron.store import Store, TaskSpec
-from conftest import FakeClock, Succeed
+from tests.conftest import FakeClock, Succeed
 
 UTC = timezone.utc
 

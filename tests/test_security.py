@@ -11,9 +11,10 @@ import pytest
 from picron import auth
 from picron.auth import PasswordChecker, hash_password, set_password
 from picron.site import SECURITY_HEADERS, Site, safe_next
-from webclient import TASK, body, call, cookie_value, set_cookies, snapshot, text
+from tests.webclient import (TASK, body, call, cookie_value, set_cookies, snapshot,
+                              text)
 
-pytest_plugins = ("webclient",)  # fixtures: web_app, site, db
+pytest_plugins = ("tests.webfixtures",)  # web_app, site, db
 
 PASSWORD = "correct horse battery"
 
@@ -452,3 +453,36 @@ def test_request_ids_and_bodies_never_leak_a_traceback(site):
 
 def test_hash_password_is_salted():
     assert hash_password("same password") != hash_password("same password")
+
+
+def test_failed_login_memory_is_bounded(clock):
+    from picron.sessions import LoginLimiter
+
+    limiter = LoginLimiter(clock, max_failures=2, max_clients=3)
+    for client in ("a", "b", "c", "d"):
+        limiter.failed(client)
+        limiter.failed(client)
+    assert limiter.retry_after("d") > 0
+    assert limiter.retry_after("a") == 0  # the oldest client was forgotten
+
+
+def test_sessions_are_bounded_and_least_recently_used_go_first(clock):
+    from picron.sessions import SessionStore
+
+    sessions = SessionStore(clock, limit=2)
+    first, second = sessions.create("admin"), sessions.create("admin")
+    assert sessions.get(first.id) is first  # now the most recently used
+    sessions.create("admin")
+    assert sessions.get(second.id) is None and sessions.get(first.id) is first
+
+
+def test_login_form_is_rate_limited_too(locked):
+    page = call(locked, "GET", "/login")
+    csrf = cookie_value(page, "picron_csrf")
+    form = {"csrf_token": csrf, "user": "admin", "password": "wrong"}
+    statuses = [call(locked, "POST", "/login", form=form, cookies={"picron_csrf": csrf}).status
+                for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    right = {**form, "password": PASSWORD}
+    response = call(locked, "POST", "/login", form=right, cookies={"picron_csrf": csrf})
+    assert response.status == 429 and "picron_session" not in set_cookies(response)

@@ -19,9 +19,9 @@ from picron.cli import main
 from picron.errors import ValidationError
 from picron.site import Site
 from picron.web import Scheduler, Server, is_loopback, parse_listen
-from webclient import TASK, snapshot
+from tests.webclient import TASK, snapshot
 
-pytest_plugins = ("webclient",)  # fixtures: web_app, site, db
+pytest_plugins = ("tests.webfixtures",)  # web_app, site, db
 
 HEAD = b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
 
@@ -110,7 +110,7 @@ DEEP = b"[" * 100_000 + b"]" * 100_000
     ("length abc", b"Content-Length: abc\r\n\r\n", (400,)),
     ("two lengths", b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", (400,)),
     ("missing length", b"\r\n", (411,)),
-    ("2 MiB body", b"Content-Length: 2097152\r\n\r\n" + b"x" * 65536, (413,)),
+    ("2 MiB body", b"Content-Length: 2097152\r\n\r\n" + b"x" * 2097152, (413,)),
     ("chunked", b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", (411, 501)),
     ("70,000-byte header", b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n", (431,)),
     ("101 headers", b"".join(b"X-H%d: 1\r\n" % i for i in range(101)) + b"\r\n", (431,)),

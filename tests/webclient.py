@@ -1,15 +1,11 @@
-"""Helpers for the web tests: a file-backed app, in-process calls, database snapshots."""
+"""Helpers for the web tests: in-process calls, responses, database snapshots."""
 from __future__ import annotations
 
 import json
 import sqlite3
 from urllib.parse import urlencode
 
-import pytest
-
-from picron.app import App
-from picron.config import Config
-from picron.site import Site, parse_target
+from picron.site import parse_target
 from picron.webcore import Request, Response
 
 HOST = "127.0.0.1:8080"
@@ -68,24 +64,3 @@ def snapshot(database: str) -> list[str]:
 
 TASK = {"name": "ping", "interval": "*/5 * * * *", "taskmodule": "succeed"}
 
-
-@pytest.fixture
-def web_app(tmp_path, clock, registry):
-    """An app on a temporary database file: every request opens its own connection."""
-    config = Config(database=str(tmp_path / "picron.db"), node="node1", nodes=("node1", "node2"),
-                    timezone="UTC")
-    return App(config, clock=clock, registry=registry)
-
-
-@pytest.fixture
-def site(web_app):
-    site = Site(web_app, failed_login_delay=0)
-    yield site
-    assert site.background.join(30), "a background run did not finish"
-
-
-@pytest.fixture
-def db(web_app) -> str:
-    """The path of the app's database, created (and migrated) already."""
-    web_app.open_store().conn.close()
-    return web_app.config.database

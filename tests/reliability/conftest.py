@@ -190,3 +190,106 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section(f"reliability figures ({'full' if FULL else 'short'} form)")
         for line in _FIGURES:
             terminalreporter.write_line(line)
+
+
+# -- the web server ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Served:
+    """A ``picron serve`` subprocess on a free loopback port."""
+
+    proc: subprocess.Popen
+    port: int
+    auth: str | None = None
+
+    def request(self, method: str, path: str, body=None, headers: dict | None = None,
+                timeout: float = 30, conn=None):
+        """(status, headers, body bytes); ``body`` may be bytes or JSON-able."""
+        import http.client
+
+        own = conn is None
+        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = dict(headers or {})
+        if self.auth and "Authorization" not in headers:
+            headers["Authorization"] = self.auth
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            if own:
+                conn.close()
+
+    def threads(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as file:
+            return int(next(line.split()[1] for line in file if line.startswith("Threads:")))
+
+    def stop(self, timeout: float = 15) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode
+
+
+def set_password(lab: Picron, password: str = "correct horse battery") -> str:
+    import base64
+
+    done = subprocess.run(lab.argv("passwd"), env=lab.env(), input=password + "\n",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
+
+
+@pytest.fixture
+def serve(lab, tmp_path):
+    """``serve(*extra_args, password=None)`` starts a server; all are stopped at the end."""
+    import socket
+
+    started: list[Served] = []
+
+    def start(*extra: str, password: str | None = None, wait: bool = True) -> Served:
+        auth = set_password(lab, password) if password else None
+        port = free_port()
+        stderr = open(tmp_path / f"serve-{port}.log", "w")
+        proc = subprocess.Popen(lab.argv("serve", "--listen", f"127.0.0.1:{port}", *extra),
+                                env=lab.env(), stdout=subprocess.DEVNULL, stderr=stderr)
+        served = Served(proc=proc, port=port, auth=auth)
+        served.log = tmp_path / f"serve-{port}.log"
+        started.append(served)
+        deadline = time.monotonic() + 20
+        while wait:
+            assert proc.poll() is None, served.log.read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "picron serve did not start"
+                time.sleep(0.05)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else 0.0

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import T0, one_line, scale
+from tests.reliability.conftest import T0, one_line, scale
 from picron.db import BUSY_TIMEOUT_SECONDS
 
 # -- D3 ------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def _nothing():
 
 # -- D4 ------------------------------------------------------------------------------
 
-HOLD = scale(BUSY_TIMEOUT_SECONDS + 3, 30)
+HOLD = scale(BUSY_TIMEOUT_SECONDS + 2, 30)
 HOLDER = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)

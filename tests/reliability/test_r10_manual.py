@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import T0, read_events, wait_for
+from tests.reliability.conftest import T0, read_events, wait_for
 
 
 def test_manual_run_refused_while_scheduled_run_is_running(lab):

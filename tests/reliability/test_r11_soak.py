@@ -11,7 +11,7 @@ import os
 import time
 from datetime import timedelta, timezone
 
-from conftest import T0, scale
+from tests.reliability.conftest import T0, scale
 from picron.db import connect
 from picron.modules import Registry
 from picron.runner import Runner

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import T0, read_events, scale, slot_of
+from tests.reliability.conftest import T0, read_events, scale, slot_of
 
 PROCESSES = 16
 TASKS = 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from conftest import T0, read_events, scale
+from tests.reliability.conftest import T0, read_events, scale
 
 SLEEP = scale(2, 5)          # real seconds the task runs
 TICKS = scale(12, 40)        # one tick per fake minute ...

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from datetime import timedelta
 
-from conftest import T0, read_events, scale, slot_of, wait_for
+from tests.reliability.conftest import T0, read_events, scale, slot_of, wait_for
 
 TRIALS = scale(3, 100)
 TASK_SECONDS = 5

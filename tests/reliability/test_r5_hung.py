@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import T0, one_line, read_events
+from tests.reliability.conftest import T0, one_line, read_events
 
 TIMEOUT = 2
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conftest import T0, read_events
+from tests.reliability.conftest import T0, read_events
 
 
 def test_run_order_and_failures(lab):

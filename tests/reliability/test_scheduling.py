@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import T0, scale
+from tests.reliability.conftest import T0, scale
 from picron.runner import Runner
 from picron.store import TaskSpec
 

@@ -1,0 +1,240 @@
+"""W1, W2, W4, D1, D2: the served web page under load, slow clients, SIGTERM and backups."""
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import sqlite3
+import threading
+import time
+
+from .conftest import one_line, percentile, scale
+
+LOAD_SECONDS = scale(8, 60)
+CLIENTS = 20
+
+
+class Ticker(threading.Thread):
+    """``picron run_scheduled -c`` once a second (real processes, real time)."""
+
+    def __init__(self, lab) -> None:
+        super().__init__(daemon=True)
+        self.lab, self.stop, self.results = lab, threading.Event(), []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            done = self.lab.run("run_scheduled", "-c")
+            self.results.append((done.returncode, done.stderr))
+            self.stop.wait(max(0.0, 1 - (time.monotonic() - started)))
+
+
+def _tasks(lab, count: int = 5) -> list[int]:
+    return [task.id for task in lab.add_tasks(*(
+        {"name": f"w{i}", "interval": "* * * * *", "taskmodule": "record",
+         "options": {"log": lab.log()}} for i in range(count)))]
+
+
+def _client_loop(served, stop, latencies, errors, ids, seed) -> None:
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    while not stop.is_set():
+        if rng.random() < 0.8:
+            method, path = "GET", "/api/tasks"
+        else:
+            method = "POST"
+            path = f"/api/tasks/{rng.choice(ids)}/{rng.choice(['enable', 'disable'])}"
+        started = time.monotonic()
+        try:
+            status, _, body = served.request(method, path, conn=conn,
+                                             body=b"{}" if method == "POST" else None,
+                                             headers={"Content-Type": "application/json"})
+        except (OSError, http.client.HTTPException) as error:
+            errors.append(repr(error))
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+            continue
+        latencies.append(time.monotonic() - started)
+        if status != 200:
+            errors.append((status, method, path, body[:200]))
+    conn.close()
+
+
+def test_w1_concurrent_clients(lab, serve, figure):
+    ids = _tasks(lab)
+    served = serve(password="correct horse battery")
+    stop, latencies, errors = threading.Event(), [], []
+    ticker = Ticker(lab)
+    clients = [threading.Thread(target=_client_loop, args=(served, stop, latencies, errors,
+                                                           ids, i)) for i in range(CLIENTS)]
+    ticker.start()
+    for client in clients:
+        client.start()
+    time.sleep(LOAD_SECONDS)
+    stop.set()
+    ticker.stop.set()
+    for thread in [*clients, ticker]:
+        thread.join(60)
+    p99 = percentile(latencies, 99)
+    assert errors == []
+    assert [r for r in ticker.results if r[0] != 0] == []
+    assert p99 <= 0.250
+    figure(f"{len(latencies)} requests in {LOAD_SECONDS} s by {CLIENTS} clients, 0 errors, "
+           f"p50 {percentile(latencies, 50) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+           f"{len(ticker.results)} ticks")
+
+
+SLOW = 200
+SLOW_SECONDS = scale(13, 60)
+
+
+def test_w2_slowloris(lab, serve, figure):
+    served = serve()
+    stop, latencies, errors = threading.Event(), [], []
+    lifetimes, max_threads = [], [0]
+
+    def attacker() -> None:
+        conns = {}
+        while not stop.is_set():
+            while len(conns) < SLOW:
+                sock = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+                sock.setblocking(False)
+                sock.send(b"G")
+                conns[sock] = [time.monotonic(), time.monotonic()]
+            now = time.monotonic()
+            for sock, (opened, sent) in list(conns.items()):
+                closed = False
+                try:
+                    if not sock.recv(65536):
+                        closed = True
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed = True
+                if not closed and now - sent >= 5:
+                    try:
+                        sock.send(b"E")
+                        conns[sock][1] = now
+                    except OSError:
+                        closed = True
+                if closed:
+                    lifetimes.append(now - opened)
+                    sock.close()
+                    del conns[sock]
+            max_threads[0] = max(max_threads[0], served.threads())
+            time.sleep(0.05)
+        for sock in conns:
+            sock.close()
+
+    def normal(seed) -> None:
+        conn = None
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+                status, _, _ = served.request("GET", "/api/tasks", conn=conn)
+                latencies.append(time.monotonic() - started)
+                if status != 200:
+                    errors.append(status)
+            except (OSError, http.client.HTTPException) as error:
+                errors.append(repr(error))
+                conn = None
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=attacker)] + \
+        [threading.Thread(target=normal, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    time.sleep(SLOW_SECONDS)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    p99 = percentile(latencies, 99)
+    assert errors == []
+    assert p99 <= 0.5
+    assert lifetimes and max(lifetimes) <= 11
+    assert max_threads[0] <= 256 + 16
+    figure(f"{len(latencies)} normal requests, 0 errors, p99 {p99 * 1000:.0f} ms; "
+           f"{len(lifetimes)} slow connections closed after {min(lifetimes):.1f}-"
+           f"{max(lifetimes):.1f} s; at most {max_threads[0]} server threads")
+
+
+def test_w4_sigterm_under_load(lab, serve, figure):
+    ids = _tasks(lab)
+    served = serve(password="correct horse battery")
+    stop, latencies, errors = threading.Event(), [], []
+    clients = [threading.Thread(target=_client_loop, args=(served, stop, latencies, errors,
+                                                           ids, i)) for i in range(CLIENTS)]
+    for client in clients:
+        client.start()
+    time.sleep(scale(2, 10))
+    before = len(latencies)
+    signalled = time.monotonic()
+    code = served.stop(timeout=30)
+    exited = time.monotonic() - signalled
+    stop.set()
+    for client in clients:
+        client.join(60)
+    conn = sqlite3.connect(lab.db)
+    integrity = conn.execute("pragma integrity_check").fetchone()[0]
+    conn.close()
+    statuses = [e for e in errors if isinstance(e, int)]
+    assert code == 0
+    assert exited <= 5 + 1
+    assert statuses == []         # every answered request was answered in full and right
+    assert integrity == "ok"
+    assert before > 0
+    figure(f"SIGTERM under load: exit {code} after {exited:.2f} s, integrity {integrity}, "
+           f"{len(errors)} refused connections after the stop")
+
+
+def test_d1_d2_writes_while_ticking_and_backup(lab, serve, figure):
+    _tasks(lab, 3)
+    served = serve()
+    stop, errors, done = threading.Event(), [], [0] * 4
+
+    def writer(index: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+        while not stop.is_set():
+            try:
+                status, _, body = served.request("POST", f"/api/counters/c{index}/increment",
+                                                 body={"by": 1}, conn=conn)
+            except (OSError, http.client.HTTPException) as error:
+                errors.append(repr(error))
+                conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+                continue
+            if status == 200:
+                done[index] += 1
+            else:
+                errors.append((status, body[:200]))
+
+    ticker = Ticker(lab)
+    writers = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    ticker.start()
+    for thread in writers:
+        thread.start()
+    backups = []
+    for k in range(3):
+        time.sleep(LOAD_SECONDS / 4)
+        path = str(lab.tmp / f"backup-{k}.db")
+        backup = lab.run("backup", path)
+        copy = sqlite3.connect(path)
+        backups.append((backup.returncode, copy.execute("pragma integrity_check").fetchone()[0],
+                        copy.execute("select count(*) from task").fetchone()[0]))
+        copy.close()
+    time.sleep(LOAD_SECONDS / 4)
+    stop.set()
+    ticker.stop.set()
+    for thread in [*writers, ticker]:
+        thread.join(60)
+    counters = dict(lab.query("select name, value from counter"))
+    locked = [r for r in ticker.results if r[0] != 0 or "locked" in r[1] or "busy" in r[1]]
+    log = served.log.read_text()
+    assert errors == []
+    assert locked == []
+    assert "locked" not in log and "busy" not in log
+    assert counters == {f"c{i}": done[i] for i in range(4)}       # 0 lost writes
+    assert backups == [(0, "ok", 3)] * 3
+    figure(f"{sum(done)} counter writes in {LOAD_SECONDS} s with {len(ticker.results)} ticks: "
+           f"0 locked, 0 lost; 3 backups integrity ok")
+    assert one_line("x")
