@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 
@@ -34,21 +35,23 @@ def main(argv: list[str] | None = None) -> int:
                         "this one holding picron and croniter, as 'pip install .' makes it)")
     parser.add_argument("--profile", action="store_true",
                         help="also print where an idle tick's time goes")
-    parser.add_argument("--no-web", action="store_true", help="skip the web server figures")
+    parser.add_argument("--only", metavar="PARTS", default="idle,due,list,web",
+                        help="comma-separated parts to run: idle, due, list, web (default: all)")
     args = parser.parse_args(argv)
     runs, warmup = (7, 2) if args.quick else (21, 3)
     with tempfile.TemporaryDirectory(prefix="picron-bench-") as work:
         python = args.python or make_venv(os.path.join(work, "venv"))
         bench = Bench(python, work, runs, warmup, args.quick)
         bench.prepare()
-        rows = bench.idle() + bench.due() + bench.list_json()
-        if not args.no_web:
-            rows += bench.web()
+        rows = []
+        for part in args.only.split(","):
+            rows += {"idle": bench.idle, "due": bench.due, "list": bench.list_json,
+                     "web": bench.web}[part.strip()]()
         print_report(bench, rows)
         if args.profile:
             from profile_tick import print_profile
 
-            print_profile(args.python, bench.env, bench.db(10_000))
+            print_profile(python, bench.env, bench.db(10_000))
     return 0
 
 
@@ -59,7 +62,6 @@ def make_venv(directory: str) -> str:
     run at start-up, so the baseline is the bare interpreter plus ``sqlite3``.
     """
     import importlib.util
-    import subprocess
 
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", directory], check=True)
     python = os.path.join(directory, "bin", "python")
@@ -148,9 +150,17 @@ class Bench:
                                 costs[len(costs) // 2] * 1000, s.peak_rss_mib))
         costs = per_task[DUE_POOL]
         median = costs[len(costs) // 2] * 1000
+        rss = samples[f"due {DUE_POOL}"].peak_rss_mib
         return [(f"per-task overhead, {DUE_POOL:,} due no-op tasks (fork per task)",
                  f"{median:.2f} ms ({costs[0] * 1000:.2f}–{costs[-1] * 1000:.2f})",
-                 f"idle tick {_timing(idle)}", median, 2, " ms")]
+                 f"bare fork+exit+wait at {rss:.0f} MB: {self.fork_floor(rss):.2f} ms",
+                 median, 2, " ms")]
+
+    def fork_floor(self, rss_mib: float) -> float:
+        """Median ms of fork, pipe, _exit and wait in a process of ``rss_mib`` (the floor)."""
+        done = subprocess.run([self.python, "-c", _FORK_FLOOR, str(rss_mib)], env=self.env,
+                              capture_output=True, text=True, check=True)
+        return float(done.stdout)
 
     def list_json(self) -> list[tuple]:
         path = self.db(10_000)
@@ -168,6 +178,29 @@ class Bench:
 
         return measure_web(self.python, self.env, self.db(DUE_POOL),
                            seconds=10 if self.quick else 60)
+
+
+# Grow to the tick's size (touched pages, as the interpreter's own are), then fork 300 times.
+_FORK_FLOOR = """
+import os, statistics, sys, time
+size = int(float(sys.argv[1]) * 2**20) - int(open("/proc/self/statm").read().split()[1]) * 4096
+ballast = bytearray(os.urandom(1)) * max(size, 0)
+times = []
+for _ in range(300):
+    read_end, write_end = os.pipe()
+    started = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write_end, b"ok")
+        os._exit(0)
+    os.close(write_end)
+    while os.read(read_end, 64):
+        pass
+    os.waitpid(pid, 0)
+    times.append(time.perf_counter() - started)
+    os.close(read_end)
+print(statistics.median(times) * 1000)
+"""
 
 
 def _timing(sample) -> str:

@@ -4,12 +4,8 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from picron.errors import ConfigError, ValidationError
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 DEFAULT_CONFIG_PATH = "/etc/picron/picron.toml"
 NODE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -29,7 +25,7 @@ class Config:
     task_timeout: int = 3600
     history_days: int = 30
     allowed_hosts: tuple[str, ...] = ()
-    path: Path | None = field(default=None, compare=False)
+    path: os.PathLike | None = field(default=None, compare=False)  # a pathlib.Path
 
     @property
     def known_nodes(self) -> tuple[str, ...]:
@@ -87,7 +83,7 @@ def load_config(config_path: str | None = None, db_path: str | None = None,
     )
 
 
-def _config_file(config_path: str | None, env) -> Path | None:
+def _config_file(config_path: str | None, env) -> os.PathLike | None:
     name = config_path or env.get("PICRON_CONFIG")
     if not name:
         try:
@@ -102,7 +98,7 @@ def _config_file(config_path: str | None, env) -> Path | None:
     return Path(name)
 
 
-def _read_toml(path: Path) -> dict:
+def _read_toml(path: os.PathLike) -> dict:
     import tomllib
 
     try:

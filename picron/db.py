@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from picron.errors import StorageError
 
@@ -136,7 +136,7 @@ def _check_file(path: str, create: bool) -> None:
     if os.path.isdir(path):
         raise StorageError(f"database {path}: is a directory")
     try:
-        size = os.stat(path).st_size
+        status = os.stat(path)
     except FileNotFoundError:
         if not create:
             raise StorageError(f"database {path}: does not exist") from None
@@ -144,11 +144,12 @@ def _check_file(path: str, create: bool) -> None:
         return
     except OSError as error:
         raise StorageError(f"database {path}: cannot read: {error.strerror}") from None
-    if size == 0:
+    if status.st_size == 0:
         raise StorageError(f"database {path}: not a picron (SQLite) database (empty file)")
     if not os.access(path, os.R_OK):
         raise StorageError(f"database {path}: cannot read: Permission denied")
-    if not os.access(path, os.W_OK):
+    # A file without write bits is read-only on purpose, even for root (who could write it).
+    if not os.access(path, os.W_OK) or not status.st_mode & 0o222:
         raise StorageError(f"database {path}: is read-only")
 
 

@@ -16,6 +16,10 @@ from picron.modules import TaskContext, TaskModule
 from picron.store import truncate_message
 
 _PR_SET_PDEATHSIG = 1
+# Children that delivered their result and may still be exiting: unmapping a copy of this
+# process takes about as long as running a small task, so they are reaped before the next
+# fork instead of waited for (at most one is left, as a zombie, when the process ends).
+_exiting: list[int] = []
 
 
 def run_module(module: type[TaskModule], options: dict, context: TaskContext) -> tuple[str, str]:
@@ -37,6 +41,7 @@ def run_module(module: type[TaskModule], options: dict, context: TaskContext) ->
 def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
                  timeout: float) -> tuple[str, str]:
     """Run the module in a forked child; kill it (and its process group) after ``timeout`` s."""
+    _reap_exited()
     pdeathsig = _pdeathsig_setter()
     parent = os.getpid()
     read_end, write_end = os.pipe()
@@ -57,6 +62,7 @@ def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
             result = f"{status}\0{message}\0".encode("utf-8", "surrogatepass")
             while result:
                 result = result[os.write(write_end, result):]
+            os.close(write_end)  # the parent reads to the end now, not after our exit
         finally:
             os._exit(0)
     os.close(write_end)
@@ -82,12 +88,21 @@ def _collect(pid: int, read_end: int, timeout: float) -> tuple[str, str]:
                 break
             data += chunk
     _kill_group(pid)  # leftovers the task started in the background
-    _, status = os.waitpid(pid, 0)
     # "status NUL message NUL": anything else (nothing, or cut short) means the child died.
     state, _, message = data.partition(b"\0")
     if state in (b"success", b"failed") and message.endswith(b"\0"):
+        _exiting.append(pid)
         return state.decode(), message[:-1].decode("utf-8", "surrogatepass")
+    _, status = os.waitpid(pid, 0)
     return "failed", f"the task process died ({_describe_exit(status)})"
+
+
+def _reap_exited() -> None:
+    while _exiting:
+        try:
+            os.waitpid(_exiting.pop(), 0)
+        except (IndexError, ChildProcessError):  # another thread reaped it meanwhile
+            pass
 
 
 def _kill_group(pid: int) -> None:

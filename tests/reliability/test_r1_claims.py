@@ -15,7 +15,7 @@ SLOTS = scale(3, 50)
 
 
 @pytest.mark.parametrize("nodes", [("node1",), ("a", "b")], ids=["one-node", "two-nodes"])
-def test_overlapping_ticks_start_each_due_task_once_per_slot(lab, nodes):
+def test_overlapping_ticks_start_each_due_task_once_per_slot(lab, figure, nodes):
     log = lab.log()
     lab.add_tasks(*({"name": f"t{i}", "interval": "*/5 * * * *", "taskmodule": "record",
                      "nodes": list(nodes), "options": {"log": log}} for i in range(TASKS)))
@@ -43,3 +43,5 @@ def test_overlapping_ticks_start_each_due_task_once_per_slot(lab, nodes):
     assert [key for key, n in slots.items() if n > 1] == []  # 0 duplicates
     assert expected - set(slots) == set()                    # 0 missing
     assert lab.query("select count(*) from run where status = 'success'")[0][0] == len(starts)
+    figure(f"{PROCESSES} processes x {SLOTS} slots, {len(nodes)} node(s): {len(starts)} "
+           f"executions, 0 duplicates, 0 missing")

@@ -8,7 +8,7 @@ from tests.reliability.conftest import T0, one_line, read_events
 TIMEOUT = 2
 
 
-def test_hung_tasks_are_stopped_at_their_timeout(lab):
+def test_hung_tasks_are_stopped_at_their_timeout(lab, figure):
     log = lab.log()
     hung = ("hang_sleep", "hang_swallow", "hang_c")
     lab.add_tasks(*({"name": name, "interval": "*/5 * * * *", "taskmodule": name,
@@ -32,3 +32,6 @@ def test_hung_tasks_are_stopped_at_their_timeout(lab):
     stopped = starts["hang_c"] + runs["hang_c"][1]
     assert starts["normal"] - stopped <= 1   # the normal task starts <= 1 s later
     assert [line for line in tick.stderr.splitlines() if one_line(line)]
+    figure("stopped after " + ", ".join(f"{name} {runs[name][1]:.2f} s" for name in hung)
+           + f" (timeout {TIMEOUT} s); the normal task started "
+           f"{starts['normal'] - stopped:.2f} s later")

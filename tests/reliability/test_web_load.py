@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import http.client
 import random
+import select
 import socket
 import sqlite3
 import threading
 import time
 
-from .conftest import one_line, percentile, scale
+from .conftest import percentile, scale
 
 LOAD_SECONDS = scale(8, 60)
 CLIENTS = 20
@@ -94,35 +95,36 @@ def test_w2_slowloris(lab, serve, figure):
     lifetimes, max_threads = [], [0]
 
     def attacker() -> None:
-        conns = {}
+        conns: dict[socket.socket, list[float]] = {}
         while not stop.is_set():
             while len(conns) < SLOW:
                 sock = socket.create_connection(("127.0.0.1", served.port), timeout=5)
                 sock.setblocking(False)
                 sock.send(b"G")
                 conns[sock] = [time.monotonic(), time.monotonic()]
+            readable, _, _ = select.select(list(conns), [], [], 0.05)
             now = time.monotonic()
-            for sock, (opened, sent) in list(conns.items()):
-                closed = False
+            closed = set()
+            for sock in readable:          # the server answered (408/400) or closed it
                 try:
-                    if not sock.recv(65536):
-                        closed = True
+                    while sock.recv(65536):
+                        pass
+                    closed.add(sock)
                 except BlockingIOError:
                     pass
                 except OSError:
-                    closed = True
-                if not closed and now - sent >= 5:
+                    closed.add(sock)
+            for sock, times in conns.items():
+                if sock not in closed and now - times[1] >= 5:   # one more header byte
                     try:
                         sock.send(b"E")
-                        conns[sock][1] = now
+                        times[1] = now
                     except OSError:
-                        closed = True
-                if closed:
-                    lifetimes.append(now - opened)
-                    sock.close()
-                    del conns[sock]
+                        closed.add(sock)
+            for sock in closed:
+                lifetimes.append(now - conns.pop(sock)[0])
+                sock.close()
             max_threads[0] = max(max_threads[0], served.threads())
-            time.sleep(0.05)
         for sock in conns:
             sock.close()
 
@@ -178,10 +180,11 @@ def test_w4_sigterm_under_load(lab, serve, figure):
     conn = sqlite3.connect(lab.db)
     integrity = conn.execute("pragma integrity_check").fetchone()[0]
     conn.close()
-    statuses = [e for e in errors if isinstance(e, int)]
+    statuses = [e for e in errors if isinstance(e, tuple)]
+    cut = [e for e in errors if isinstance(e, str) and "IncompleteRead" in e]
     assert code == 0
     assert exited <= 5 + 1
-    assert statuses == []         # every answered request was answered in full and right
+    assert statuses == [] and cut == []   # every answered request: answered in full, 200
     assert integrity == "ok"
     assert before > 0
     figure(f"SIGTERM under load: exit {code} after {exited:.2f} s, integrity {integrity}, "
@@ -237,4 +240,3 @@ def test_d1_d2_writes_while_ticking_and_backup(lab, serve, figure):
     assert backups == [(0, "ok", 3)] * 3
     figure(f"{sum(done)} counter writes in {LOAD_SECONDS} s with {len(ticker.results)} ticks: "
            f"0 locked, 0 lost; 3 backups integrity ok")
-    assert one_line("x")

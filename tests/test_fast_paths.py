@@ -1,0 +1,95 @@
+"""The cheap paths of a cron tick behave exactly like the general ones (see docs/performance.md).
+
+``_parse_tick`` must read a plain cron line as argparse does (or decline it); an idle tick
+must not import what only running a task needs; a child's result must survive any text.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from picron.cli import _parse_tick, build_parser
+from picron.isolation import run_in_child
+from picron.modules import TaskContext, TaskModule
+
+PLAIN = [
+    ["run_scheduled"], ["run-scheduled", "-c"], ["run_scheduled", "--cron"],
+    ["--db", "x.db", "run_scheduled", "-c"], ["run_scheduled", "-c", "--db", "x.db"],
+    ["--db", "a.db", "run_scheduled", "--db", "b.db"], ["--config", "c.toml", "run_scheduled"],
+    ["run_scheduled", "-n", "node2", "-c"], ["run_scheduled", "--node", "n.1", "--debug"],
+    ["--debug", "run_scheduled", "-c", "-c"], ["--db", "", "run_scheduled"],
+    ["--db", "run_scheduled", "run_scheduled"],
+]
+DECLINED = [
+    [], ["list"], ["run_scheduled", "-h"], ["run_scheduled", "--help"], ["run_scheduled", "-d"],
+    ["run_scheduled", "--cr"], ["run_scheduled", "-cn", "x"], ["-c", "run_scheduled"],
+    ["-n", "x", "run_scheduled"], ["--node", "x", "run_scheduled"], ["run_scheduled", "--db"],
+    ["run_scheduled", "--db", "-c"], ["run_scheduled", "-n", ""], ["run_scheduled", "-n", "a/b"],
+    ["run_scheduled", "--db=x.db"], ["run_scheduled", "--"], ["run_scheduled", "extra"],
+    ["run_scheduled", "run_scheduled"], ["--db", "x"],
+]
+
+
+@pytest.mark.parametrize("argv", PLAIN)
+def test_a_plain_cron_line_is_read_as_argparse_reads_it(argv):
+    assert vars(_parse_tick(argv)) == vars(build_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", DECLINED)
+def test_anything_else_is_left_to_argparse(argv):
+    assert _parse_tick(argv) is None
+
+
+def test_an_idle_tick_imports_nothing_that_only_running_a_task_needs(tmp_path):
+    code = ("import sys\nfrom picron.cli import main\n"
+            f"assert main(['--db', {str(tmp_path / 'p.db')!r}, 'run_scheduled', '-c']) == 0\n"
+            "print(' '.join(sorted(sys.modules)))")
+    env = {**os.environ, "PICRON_NODE": "node1"}
+    env.pop("PICRON_CONFIG", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert "picron.runner" in loaded  # it did tick
+    heavy = {"croniter", "logging", "json", "socket", "http", "email", "subprocess",
+             "picron.modules", "picron.output", "picron.isolation"}
+    assert loaded & heavy == set()
+
+
+class Says(TaskModule):
+    identifier = "says"
+    description = "test"
+    options = {}
+
+    def do(self, options):
+        self.say("NUL \x00 in the middle, a lone surrogate \ud800, and ünïcode")
+        return options.get("ok", True)
+
+
+class Dies(TaskModule):
+    identifier = "dies"
+    description = "test"
+    options = {}
+
+    def do(self, options):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def context():
+    return TaskContext(node="node1", database="unused.db", now=lambda: None, timeout=10,
+                       task_name="t")
+
+
+@pytest.mark.parametrize("ok, status", [(True, "success"), (False, "failed")])
+def test_any_text_comes_back_from_the_child_unchanged(ok, status):
+    assert run_in_child(Says, {"ok": ok}, context(), 10) == (
+        status, "NUL \x00 in the middle, a lone surrogate \ud800, and ünïcode")
+
+
+def test_a_child_that_dies_without_a_result_is_a_failure():
+    assert run_in_child(Dies, {}, context(), 10) == (
+        "failed", "the task process died (killed by signal 9)")
+
