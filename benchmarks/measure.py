@@ -1,8 +1,9 @@
-"""Timing whole processes: wall time and peak RSS of one child, and robust summaries.
+"""Timing whole processes (wall time), their peak RSS, and robust summaries.
 
-Each process is started with ``posix_spawn`` and reaped with ``wait4``, whose resource
-usage belongs to that child alone (``ru_maxrss`` in KiB on Linux), so the peak RSS of every
-run is exact and the benchmark's own memory never mixes in.
+Peak RSS needs care: a child's ``ru_maxrss`` includes the memory of the process that
+forked it (Linux records the old address space's high-water mark at ``exec``, and
+``posix_spawn`` borrows the parent's), so it is measured through a small ``python -S``
+launcher whose own RSS (about 8 MB) is below any picron process's.
 """
 from __future__ import annotations
 
@@ -13,13 +14,20 @@ import time
 from dataclasses import dataclass, field
 
 
+_LAUNCHER = """
+import os, sys
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 @dataclass
 class Sample:
-    """The runs of one command: seconds and peak RSS (KiB) per run."""
+    """The runs of one command: seconds per run."""
 
     name: str
     seconds: list[float] = field(default_factory=list)
-    rss_kib: list[int] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -33,24 +41,36 @@ class Sample:
     def high(self) -> float:
         return max(self.seconds)
 
-    @property
-    def peak_rss_mib(self) -> float:
-        return max(self.rss_kib) / 1024
 
-
-def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run ``argv`` with stdin/stdout/stderr on /dev/null; return (seconds, peak RSS KiB).
+def run_once(argv: list[str], env: dict[str, str]) -> float:
+    """Run ``argv`` with stdin/stdout/stderr on /dev/null; return its wall time in seconds.
 
     Raises ``RuntimeError`` if it exits with a status other than 0.
     """
     actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     started = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
-    _, status, usage = os.wait4(pid, 0)
+    _, status = os.waitpid(pid, 0)
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(argv)} exited with {os.waitstatus_to_exitcode(status)}")
-    return elapsed, usage.ru_maxrss
+    return elapsed
+
+
+def peak_rss_mib(python: str, argv: list[str], env: dict[str, str], runs: int = 3,
+                 before=None) -> float:
+    """The largest peak RSS of ``runs`` runs of ``argv`` (MiB), launched by ``python -S``."""
+    peaks = []
+    for _ in range(runs):
+        if before:
+            before()
+        done = subprocess.run([python, "-S", "-c", _LAUNCHER, *argv], env=env,
+                              capture_output=True, text=True, check=True)
+        kib, code = done.stdout.split()
+        if code != "0":
+            raise RuntimeError(f"{' '.join(argv)} exited with {code}")
+        peaks.append(int(kib))
+    return max(peaks) / 1024
 
 
 def check_quiet(argv: list[str], env: dict[str, str]) -> None:
@@ -74,10 +94,9 @@ def interleave(commands: dict[str, list[str]], env: dict[str, str], runs: int,
         for name, argv in commands.items():
             if before:
                 before(name)
-            seconds, rss = run_once(argv, env)
+            seconds = run_once(argv, env)
             if round_number >= warmup:
                 samples[name].seconds.append(seconds)
-                samples[name].rss_kib.append(rss)
     return samples
 
 

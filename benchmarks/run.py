@@ -21,7 +21,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # a clean checkout works without installing picron
 
 from fixtures import NODE, build_database, write_noop_plugin  # noqa: E402
-from measure import check_quiet, interleave  # noqa: E402
+from measure import check_quiet, interleave, peak_rss_mib  # noqa: E402
 
 SIZES = (0, 1_000, 10_000, 100_000)
 DUE_COUNTS = (10, 100, 1_000)
@@ -82,7 +82,6 @@ class Bench:
     def __init__(self, python: str, work: str, runs: int, warmup: int, quick: bool) -> None:
         self.python, self.work, self.runs, self.warmup, self.quick = (
             python, work, runs, warmup, quick)
-        self.figures: dict[str, object] = {}
         self.growth: list[tuple] = []
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("PICRON_", "PYTHON"))}
@@ -111,20 +110,23 @@ class Bench:
         commands.update({f"idle {n}": self.tick(self.db(n)) for n in SIZES})
         samples = interleave(commands, self.env, self.runs, self.warmup)
         base = samples["baseline"]
-        self.figures["baseline"] = base
+        rss = {name: self.rss(argv) for name, argv in commands.items()}
         for n in SIZES:
             s = samples[f"idle {n}"]
             self.growth.append((f"idle tick, {n:,} tasks", s, s.median / base.median,
-                                s.peak_rss_mib))
+                                rss[f"idle {n}"]))
         ten, hundred, zero = (samples[f"idle {n}"] for n in (10_000, 100_000, 0))
         return [
             ("idle tick, 10,000 tasks ÷ python -c 'import sqlite3'", _timing(ten),
              _timing(base), ten.median / base.median, 1.5, "×"),
             ("idle tick, 100,000 tasks ÷ idle tick, 0 tasks", _timing(hundred), _timing(zero),
              hundred.median / zero.median, 1.3, "×"),
-            ("peak RSS of an idle tick, 100,000 tasks", f"{hundred.peak_rss_mib:.1f} MB",
-             f"{base.peak_rss_mib:.1f} MB", hundred.peak_rss_mib, 30, " MB"),
+            ("peak RSS of an idle tick, 100,000 tasks", f"{rss['idle 100000']:.1f} MB",
+             f"{rss['baseline']:.1f} MB", rss["idle 100000"], 30, " MB"),
         ]
+
+    def rss(self, argv: list[str], before=None) -> float:
+        return peak_rss_mib(self.python, argv, self.env, before=before)
 
     def due(self) -> list[tuple]:
         runs = max(3, self.runs // 3)
@@ -141,19 +143,20 @@ class Bench:
 
         samples = interleave(commands, self.env, runs, 1, before=restore)
         idle = samples["idle"]
-        per_task = {}
+        per_task, rss = {}, {}
         for n in DUE_COUNTS:
             s = samples[f"due {n}"]
             costs = sorted((d - i) / n for d, i in zip(s.seconds, idle.seconds))
             per_task[n] = costs
+            rss[n] = self.rss(commands[f"due {n}"], before=lambda n=n: restore(f"due {n}"))
             self.growth.append((f"tick running {n:,} of {DUE_POOL:,} tasks", s,
-                                costs[len(costs) // 2] * 1000, s.peak_rss_mib))
+                                costs[len(costs) // 2] * 1000, rss[n]))
         costs = per_task[DUE_POOL]
         median = costs[len(costs) // 2] * 1000
-        rss = samples[f"due {DUE_POOL}"].peak_rss_mib
         return [(f"per-task overhead, {DUE_POOL:,} due no-op tasks (fork per task)",
                  f"{median:.2f} ms ({costs[0] * 1000:.2f}–{costs[-1] * 1000:.2f})",
-                 f"bare fork+exit+wait at {rss:.0f} MB: {self.fork_floor(rss):.2f} ms",
+                 f"bare fork+exit+wait at {rss[DUE_POOL]:.0f} MB: "
+                 f"{self.fork_floor(rss[DUE_POOL]):.2f} ms",
                  median, 2, " ms")]
 
     def fork_floor(self, rss_mib: float) -> float:

@@ -290,6 +290,39 @@ def serve(lab, tmp_path):
         served.stop()
 
 
+@pytest.fixture(scope="module")
+def served_once(tmp_path_factory, plugin_path):
+    """One server for a whole test module (W3, I API, the API fuzz) and its ``Picron``."""
+    tmp = tmp_path_factory.mktemp("served")
+    lab = Picron(db=str(tmp / "picron.db"), tmp=tmp, plugin_path=plugin_path)
+    connect(lab.db).close()
+    port = free_port()
+    proc = subprocess.Popen(lab.argv("serve", "--listen", f"127.0.0.1:{port}"), env=lab.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    served = Served(proc=proc, port=port)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            served.request("GET", "/api/health")
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+    yield served, lab
+    assert served.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def api(served_once):
+    """``served_once`` with a task named 'existing' (the I rows' duplicate name)."""
+    served, lab = served_once
+    status, _, _ = served.request("POST", "/api/tasks", body={
+        "name": "existing", "interval": "@daily", "taskmodule": "command",
+        "options": {"command": "true"}})
+    assert status in (201, 409)
+    return served, lab
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else 0.0

@@ -7,7 +7,6 @@ import sqlite3
 import pytest
 
 from .test_bad_input_cli import INTERVALS, JSON_CASES, NAMES, VALID
-from .test_w3_limits import served_once  # noqa: F401 - the module-scoped server fixture
 
 
 def dump(path: str) -> list[str]:
@@ -16,14 +15,6 @@ def dump(path: str) -> list[str]:
         return list(conn.iterdump())
     finally:
         conn.close()
-
-
-@pytest.fixture(scope="module")
-def api(served_once):
-    served, lab = served_once
-    status, _, _ = served.request("POST", "/api/tasks", body={**VALID, "name": "existing"})
-    assert status in (201, 409)
-    return served, lab
 
 
 def refused(api, method, path, body=None, headers=None, expected=(400,)):
@@ -75,7 +66,8 @@ def test_bad_path_ids(api, path_id, method, suffix):
 
 @pytest.mark.parametrize("body,content_type,expected", [
     (b"{", "application/json", 400), (b"[]", "application/json", 400),
-    (b'[{"name": "x"}]', "application/json", 400), (b"name=x", "application/x-www-form-urlencoded", 415),
+    (b'[{"name": "x"}]', "application/json", 400),
+    (b"name=x", "application/x-www-form-urlencoded", 415),
     (b"hello", "text/plain", 415), (b'{"name": "\xff\xfe"}', "application/json", 400),
     (b"", "application/json", 400), (b'"just a string"', "application/json", 400),
     (b"[" * 2 * 2 ** 20, "application/json", 413), (b"{}", "", 415),

@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .conftest import scale
-from .test_bad_input_api import api, dump  # noqa: F401 - fixture
-from .test_w3_limits import served_once  # noqa: F401 - fixture
+from .test_bad_input_api import dump
 
 BODIES = scale(200, 10_000)
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30),

@@ -32,36 +32,6 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def served_once(tmp_path_factory, plugin_path):
-    import os
-    import subprocess
-    import sys
-    import time
-
-    from .conftest import Picron, Served, free_port
-    from picron.db import connect
-
-    tmp = tmp_path_factory.mktemp("w3")
-    lab = Picron(db=str(tmp / "picron.db"), tmp=tmp, plugin_path=plugin_path)
-    connect(lab.db).close()
-    port = free_port()
-    proc = subprocess.Popen(lab.argv("serve", "--listen", f"127.0.0.1:{port}"), env=lab.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    served = Served(proc=proc, port=port)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            served.request("GET", "/api/health")
-            break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
-    yield served, lab
-    assert served.stop() == 0
-    assert not os.path.exists(tmp / "core")
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_w3_hostile_framing(served_once, case):
     served, lab = served_once
