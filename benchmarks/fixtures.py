@@ -19,7 +19,7 @@ NOOP_MODULE = "bench_noop"
 # Far-away slots; whichever is at least a day ahead is used, so nothing becomes due mid-run.
 _IDLE_INTERVALS = ("@monthly", "0 12 15 6 *", "@yearly")
 
-_NOOP_SOURCE = '''"""A task module that does nothing: what is left is picron's own per-task cost."""
+_NOOP_SOURCE = '''"""A task module that does nothing: what is left is picron's own cost."""
 from picron.modules import TaskModule
 
 

@@ -24,10 +24,14 @@ print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
 
 @dataclass
 class Sample:
-    """The runs of one command: seconds per run."""
+    """The runs of one command: wall seconds and CPU seconds (user + system) per run.
+
+    CPU time barely moves when other processes load the machine; wall time does.
+    """
 
     name: str
     seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -41,20 +45,24 @@ class Sample:
     def high(self) -> float:
         return max(self.seconds)
 
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
 
-def run_once(argv: list[str], env: dict[str, str]) -> float:
-    """Run ``argv`` with stdin/stdout/stderr on /dev/null; return its wall time in seconds.
+
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run ``argv`` with stdin/stdout/stderr on /dev/null; return (wall, CPU) seconds.
 
     Raises ``RuntimeError`` if it exits with a status other than 0.
     """
     actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     started = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(argv)} exited with {os.waitstatus_to_exitcode(status)}")
-    return elapsed
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mib(python: str, argv: list[str], env: dict[str, str], runs: int = 3,
@@ -94,9 +102,10 @@ def interleave(commands: dict[str, list[str]], env: dict[str, str], runs: int,
         for name, argv in commands.items():
             if before:
                 before(name)
-            seconds = run_once(argv, env)
+            seconds, cpu = run_once(argv, env)
             if round_number >= warmup:
                 samples[name].seconds.append(seconds)
+                samples[name].cpu.append(cpu)
     return samples
 
 

@@ -17,7 +17,9 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (exit 2), not a usage block."""
 
     def error(self, message: str):
-        raise ValidationError(message)
+        # argparse quotes no values: a "\n" argument would break the one line
+        raise ValidationError("".join(ch if ch.isprintable() else
+                                      ch.encode("unicode_escape").decode() for ch in message))
 
 
 def _global_options() -> argparse.ArgumentParser:
