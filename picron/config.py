@@ -2,30 +2,28 @@
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from picron.errors import ConfigError, ValidationError
 
 DEFAULT_CONFIG_PATH = "/etc/picron/picron.toml"
-NODE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_NODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _KEYS = {"database": str, "node": str, "nodes": list, "timezone": str, "listen": str,
          "task_timeout": int, "history_days": int, "allowed_hosts": list}
+_FIELDS = ("database", "node", "nodes", "timezone", "listen", "task_timeout", "history_days",
+           "allowed_hosts", "path")
 
 
-@dataclass(frozen=True)
-class Config:
-    """Resolved settings; every field has its SPEC §3 default."""
+class Config(namedtuple("Config", _FIELDS,
+                        defaults=(None, "127.0.0.1:8080", 3600, 30, (), None))):
+    """Resolved settings; every field after ``nodes`` has its SPEC §3 default.
 
-    database: str
-    node: str
-    nodes: tuple[str, ...]
-    timezone: str | None = None
-    listen: str = "127.0.0.1:8080"
-    task_timeout: int = 3600
-    history_days: int = 30
-    allowed_hosts: tuple[str, ...] = ()
-    path: os.PathLike | None = field(default=None, compare=False)  # a pathlib.Path
+    A named tuple, not a dataclass: every cron tick reads the configuration, and importing
+    ``dataclasses`` alone costs about as much as starting Python. ``path`` is the config
+    file read, if any.
+    """
+
+    __slots__ = ()
 
     @property
     def known_nodes(self) -> tuple[str, ...]:
@@ -35,7 +33,7 @@ class Config:
 
 def check_node(name: object, field_name: str = "node") -> str:
     """Return ``name`` if it is a valid node name (``[A-Za-z0-9._-]{1,64}``), else raise."""
-    if not isinstance(name, str) or not NODE_PATTERN.fullmatch(name):
+    if not isinstance(name, str) or not 0 < len(name) <= 64 or not _NODE_CHARS.issuperset(name):
         raise ValidationError(
             f"{field_name}: {name!r} is not a valid node name (1-64 of A-Z a-z 0-9 . _ -)",
             field=field_name)

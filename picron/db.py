@@ -96,6 +96,13 @@ MIGRATIONS = [
 ]
 
 
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Recording a cron tick (backs ``picron check``); shared by the store and ``picron.idle``.
+TICK_UPSERT = ("insert into tick (node, at) values (?, ?)"
+               " on conflict (node) do update set at = excluded.at")
+
+
 def connect(path: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS,
             create: bool = True) -> sqlite3.Connection:
     """Open (creating and migrating if needed) the picron database at ``path``.

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 
-from picron.db import storage_error, transaction
+from picron.db import TICK_UPSERT, storage_error, transaction
 from picron.errors import AlreadyRunning, Conflict, NotFound
 from picron.schedule import ceil_second, from_db, to_db
 
@@ -433,9 +433,7 @@ class Store:
     def record_tick(self, node: str, now: datetime) -> None:
         """Note that ``run_scheduled`` was invoked on ``node`` (backs ``picron check``)."""
         with self._write():
-            self.conn.execute("insert into tick (node, at) values (?, ?)"
-                              " on conflict (node) do update set at = excluded.at",
-                              (node, to_db(now)))
+            self.conn.execute(TICK_UPSERT, (node, to_db(now)))
 
     def last_tick(self, node: str) -> datetime | None:
         row = self.conn.execute("select at from tick where node = ?", (node,)).fetchone()

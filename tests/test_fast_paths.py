@@ -53,8 +53,15 @@ def test_an_idle_tick_imports_nothing_that_only_running_a_task_needs(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, check=True)
     loaded = set(done.stdout.split())
-    assert "picron.runner" in loaded  # it did tick
-    heavy = {"croniter", "logging", "json", "socket", "http", "email", "subprocess",
+    assert "picron.runner" in loaded  # a new database: the full tick created it
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True)
+    baseline = subprocess.run([sys.executable, "-c", "import sys, sqlite3; print(*sys.modules)"],
+                              env=env, capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split()) - set(baseline.stdout.split())  # what picron added
+    assert "picron.idle" in loaded  # the second tick found nothing to do at first sight
+    heavy = {"croniter", "logging", "json", "socket", "http", "email", "subprocess", "re",
+             "argparse", "dataclasses", "typing", "picron.store", "picron.runner",
              "picron.modules", "picron.output", "picron.isolation"}
     assert loaded & heavy == set()
 
@@ -93,3 +100,84 @@ def test_a_child_that_dies_without_a_result_is_a_failure():
     assert run_in_child(Dies, {}, context(), 10) == (
         "failed", "the task process died (killed by signal 9)")
 
+
+
+# -- picron.idle: the first look of a quiet tick ---------------------------------------------
+
+def _database(tmp_path, **task):
+    from picron.db import connect
+    from picron.store import Store, TaskSpec
+    from tests.conftest import FakeClock
+
+    path = str(tmp_path / "idle.db")
+    store = Store(connect(path))
+    clock = FakeClock()
+    store.add_task(TaskSpec(**{"name": "t", "interval": "@hourly", "taskmodule": "command",
+                               "nodes": ("node1",), **task}), clock())
+    return path, store
+
+
+def test_idle_records_the_tick_when_nothing_is_to_do(tmp_path):
+    from picron.idle import tick_is_idle
+
+    path, store = _database(tmp_path, active=False)  # inactive: never due
+    assert tick_is_idle(path, "node1")
+    assert store.last_tick("node1") is not None
+
+
+@pytest.mark.parametrize("state", ["due", "running", "future"])
+def test_idle_leaves_every_unusual_state_to_the_full_tick(tmp_path, state):
+    from datetime import datetime, timedelta, timezone
+
+    from picron.idle import tick_is_idle
+
+    path, store = _database(tmp_path)  # created 2026-01-01: due long ago
+    task = store.list_tasks()[0]
+    now = datetime.now(timezone.utc)
+    if state != "due":
+        store.set_last_run(task.id, "node1", now + timedelta(days=3650))  # not due
+    if state == "running":
+        store.set_last_run(task.id, "node1", now)
+        store.claim_run(task.id, "node1", "manual", now, pid=1, host="h", timeout=60)
+    assert not tick_is_idle(path, "node1")
+    assert store.last_tick("node1") is None  # nothing recorded: the full tick will
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "garbage", "directory", "old schema"])
+def test_idle_never_creates_or_touches_a_doubtful_database(tmp_path, kind):
+    from picron.idle import tick_is_idle
+
+    path = tmp_path / "x.db"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "garbage":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "old schema":
+        import sqlite3
+
+        sqlite3.connect(path).execute("create table t (x)")
+    before = path.read_bytes() if path.is_file() else None
+    assert not tick_is_idle(str(path), "node1")
+    assert (path.read_bytes() if path.is_file() else None) == before
+
+
+def test_idle_reports_a_busy_database_at_once(tmp_path):
+    import sqlite3
+
+    from picron.errors import StorageError
+    from picron import idle
+
+    path, store = _database(tmp_path, active=False)
+    store.conn.close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("begin exclusive")  # WAL: readers pass, the tick's write waits
+    original = idle.BUSY_TIMEOUT_SECONDS
+    idle.BUSY_TIMEOUT_SECONDS = 0.1
+    try:
+        with pytest.raises(StorageError, match="database busy"):
+            idle.tick_is_idle(path, "node1")
+    finally:
+        idle.BUSY_TIMEOUT_SECONDS = original
+        holder.close()
