@@ -12,6 +12,7 @@ import multiprocessing
 import socket
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -25,11 +26,13 @@ SEQUENTIAL_REQUESTS = 30
 def measure_web(python: str, env: dict[str, str], database: str, seconds: float) -> list[tuple]:
     """Start ``picron serve`` on ``database`` and return the report rows of the web figures."""
     port = _free_port()
+    # The server logs a line per request: a pipe nobody reads would fill up and stall it.
+    log = tempfile.TemporaryFile()
     server = subprocess.Popen([python, "-m", "picron", "--db", database, "serve",
                                "--listen", f"127.0.0.1:{port}"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=log)
     try:
-        _wait_for(port, server)
+        _wait_for(port, server, log)
         rows = []
         for path in PATHS:
             for _ in range(3):
@@ -59,11 +62,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_for(port: int, server: subprocess.Popen) -> None:
+def _wait_for(port: int, server: subprocess.Popen, log) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"picron serve exited: {server.stderr.read().decode()}")
+            log.seek(0)
+            raise RuntimeError(f"picron serve exited: {log.read().decode()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return

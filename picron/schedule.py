@@ -34,8 +34,11 @@ def to_db(instant: datetime) -> str:
     """
     if instant.tzinfo is None:
         raise ValueError("naive datetime given to to_db()")
-    # Always "2026-01-01T00:00:00+00:00"; isoformat is 1.7x faster than strftime.
-    return instant.astimezone(UTC).replace(microsecond=0).isoformat()
+    # Always "2026-01-01T00:00:00+00:00"; isoformat is 1.7x faster than strftime, and
+    # times read back from the database need no conversion at all (lists of 10,000 tasks).
+    if instant.tzinfo is not UTC or instant.microsecond:
+        instant = instant.astimezone(UTC).replace(microsecond=0)
+    return instant.isoformat()
 
 
 def from_db(text: str | None) -> datetime | None:

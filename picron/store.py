@@ -172,6 +172,17 @@ class Store:
         rows = self._query("select * from task order by ordering, id")
         return self._build_tasks(rows, node)
 
+    def list_tasks_json(self, node: str | None = None) -> list[str]:
+        """``list_tasks`` as the JSON texts of ``Task.to_json``, built by SQLite itself.
+
+        Listing 10,000 tasks through Python objects and back costs about a second; SQLite's
+        JSON functions do it in a tenth of that (``picron list --json``, ``GET /api/tasks``).
+        """
+        where, params = ("", ()) if node is None else (
+            " where exists (select 1 from task_node where task_id = t.id and node = ?)", (node,))
+        return [row[0] for row in self._query(f"{_TASK_JSON}{where} order by t.ordering, t.id",
+                                              params)]
+
     def get_task(self, task_id: int) -> Task:
         """The task with this id; raises ``NotFound``."""
         rows = self._query("select * from task where id = ?", (task_id,))
@@ -583,6 +594,28 @@ def _name_must_be_free(name: str):
     except sqlite3.IntegrityError:
         raise Conflict(f"name: a task named {name!r} already exists", field="name") from None
 
+
+def _per_node(column: str, where: str = "") -> str:
+    return (f"(select json_group_object(node, {column}) from (select node, {column}"
+            f" from task_node where task_id = t.id{where} order by position))")
+
+
+# The SQL twin of Task.to_json (tests/test_store_json.py keeps the two equal).
+_TASK_JSON = (
+    "select json_object('id', t.id, 'name', t.name,"
+    " 'active', json(iif(t.active, 'true', 'false')), 'ordering', t.ordering,"
+    " 'interval', t.interval, 'timezone', t.timezone,"
+    " 'nodes', (select json_group_array(node) from (select node from task_node"
+    " where task_id = t.id order by position)),"
+    " 'taskmodule', t.taskmodule,"
+    " 'options', (select json_group_object(key, value) from (select key, value"
+    " from task_option where task_id = t.id order by key)),"
+    " 'retry_if_failed', json(iif(t.retry_if_failed, 'true', 'false')),"
+    " 'max_retries', t.max_retries, 'timeout', t.timeout, 'last_update', t.last_update,"
+    f" 'last_runs', {_per_node('last_run_at', ' and last_run_at is not null')},"
+    f" 'next_runs', {_per_node('next_run_at')},"
+    f" 'last_status', {_per_node('last_status', ' and last_status is not null')},"
+    f" 'failure_streak', {_per_node('failure_streak')}) from task t")
 
 _RUN_SELECT = ("select run.*, coalesce(task.name, run.task_name) as name from run"
                " left join task on task.id = run.task_id")
