@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from string import Template
 
 
@@ -26,10 +27,32 @@ def escape(value: object) -> Raw:
 def render(template: str | Template, **values: object) -> Raw:
     """Fill ``$name`` placeholders, HTML-escaping every value that is not ``Raw``.
 
-    Uses ``substitute``: a missing value raises ``KeyError`` instead of leaking ``$name``.
+    ``string.Template`` syntax and strictness: a missing value raises ``KeyError`` instead
+    of leaking ``$name``. Each template is translated once into a ``str.format`` pattern,
+    which fills it in C (the task list of 1,000 tasks renders 10,000 templates).
     """
-    template = template if isinstance(template, Template) else Template(template)
-    return Raw(template.substitute({key: escape(value) for key, value in values.items()}))
+    text = template.template if isinstance(template, Template) else template
+    escaped = {key: value if isinstance(value, Raw) else html.escape(str(value), quote=True)
+               for key, value in values.items()}
+    return Raw(_format_pattern(text).format_map(escaped))
+
+
+@lru_cache(maxsize=1024)
+def _format_pattern(text: str) -> str:
+    """``$name``/``${name}``/``$$`` of ``string.Template`` as a ``str.format`` pattern."""
+    parts, position = [], 0
+    for match in Template.pattern.finditer(text):
+        parts.append(text[position:match.start()].replace("{", "{{").replace("}", "}}"))
+        name = match.group("named") or match.group("braced")
+        if name is not None:
+            parts.append("{" + name + "}")
+        elif match.group("escaped") is not None:
+            parts.append("$")
+        else:
+            raise ValueError(f"invalid placeholder in template at {match.start()}")
+        position = match.end()
+    parts.append(text[position:].replace("{", "{{").replace("}", "}}"))
+    return "".join(parts)
 
 
 @dataclass
