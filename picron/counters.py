@@ -13,23 +13,18 @@ counter into monitoring stats.
 """
 from __future__ import annotations
 
-import unicodedata
 
 from picron.errors import NotFound, ValidationError
 
-MAX_NAME_LENGTH = 64
 MAX_STEP = 2**53  # far beyond any real count; keeps every value an exact SQLite integer
 
 
 def check_counter_name(name: object) -> str:
-    """A counter name: 1-64 characters, no control characters; else ``ValidationError``."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError("name: a counter needs a non-empty name", field="name")
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValidationError(f"name: longer than {MAX_NAME_LENGTH} characters", field="name")
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
-        raise ValidationError("name: must not contain control characters", field="name")
-    return name
+    """A counter name follows the rules of a task name (1-64 characters, no control
+    characters, trimmed); else ``ValidationError(field="name")``."""
+    from picron.tasks import check_name
+
+    return check_name(name)
 
 
 def _check_step(by: object) -> int:

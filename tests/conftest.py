@@ -112,6 +112,15 @@ def app(config, clock, registry):
 
 
 @pytest.fixture
+def module_db(tmp_path):
+    """(path, store) of a temporary database file, for modules that open it themselves."""
+    path = str(tmp_path / "picron.db")
+    store = Store(connect(path), default_zone=timezone.utc)
+    yield path, store
+    store.conn.close()
+
+
+@pytest.fixture
 def db_path(tmp_path, monkeypatch):
     """A temporary database file, also set as PICRON_DB for CLI tests."""
     path = str(tmp_path / "picron.db")

@@ -1,24 +1,15 @@
 """The ``cleanup`` module: old stats and runs go, recent ones (and running runs) stay."""
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
-from picron.db import connect
 from picron.errors import ValidationError
 from picron.isolation import run_module
 from picron.modules import TaskContext
 from picron.modules.cleanup import Cleanup
-from picron.store import Store, TaskSpec
-
-
-@pytest.fixture
-def db(tmp_path):
-    path = str(tmp_path / "picron.db")
-    store = Store(connect(path), default_zone=timezone.utc)
-    yield path, store
-    store.conn.close()
+from picron.store import TaskSpec
 
 
 def run(path, clock, **options):
@@ -46,8 +37,8 @@ def ages(store, clock):
     return stats, runs
 
 
-def test_deletes_old_stats_and_runs_and_keeps_recent_ones(db, clock):
-    path, store = db
+def test_deletes_old_stats_and_runs_and_keeps_recent_ones(module_db, clock):
+    path, store = module_db
     clock.advance(days=100)
     populate(store, clock)
     assert run(path, clock, stats_older_than_days=30, runs_older_than_days=10) == \
@@ -56,8 +47,8 @@ def test_deletes_old_stats_and_runs_and_keeps_recent_ones(db, clock):
     assert ages(store, clock) == ([20, 1], [1, 50])  # the running one is never deleted
 
 
-def test_each_option_alone(db, clock):
-    path, store = db
+def test_each_option_alone(module_db, clock):
+    path, store = module_db
     clock.advance(days=100)
     populate(store, clock)
     assert run(path, clock, runs_older_than_days=30)[1] == "deleted 1 runs older than 30 days"

@@ -2,24 +2,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
-from picron.db import connect
 from picron.errors import ValidationError
 from picron.isolation import run_module
 from picron.modules import TaskContext
 from picron.modules.eventcounter import EventCounter
-from picron.store import Store
-
-
-@pytest.fixture
-def db(tmp_path):
-    path = str(tmp_path / "picron.db")
-    store = Store(connect(path), default_zone=timezone.utc)
-    yield path, store
-    store.conn.close()
 
 
 def run(path, clock, **options):
@@ -29,8 +19,8 @@ def run(path, clock, **options):
     return run_module(EventCounter, EventCounter.typed_options(stored), context)
 
 
-def test_without_reset_the_counter_keeps_counting(db, clock):
-    path, store = db
+def test_without_reset_the_counter_keeps_counting(module_db, clock):
+    path, store = module_db
     store.change_counter("logins", 7)
     assert run(path, clock) == ("success", "wrote logins=7 to stats key 'logins_5m'")
     store.change_counter("logins", 1)
@@ -40,8 +30,8 @@ def test_without_reset_the_counter_keeps_counting(db, clock):
     assert store.get_counter("logins") == 8
 
 
-def test_with_reset_each_value_is_the_count_since_the_last_run(db, clock):
-    path, store = db
+def test_with_reset_each_value_is_the_count_since_the_last_run(module_db, clock):
+    path, store = module_db
     store.change_counter("logins", 7)
     assert run(path, clock, reset_event_counter=True) == \
         ("success", "wrote logins=7 to stats key 'logins_5m' and reset the counter")
@@ -53,8 +43,8 @@ def test_with_reset_each_value_is_the_count_since_the_last_run(db, clock):
     assert store.get_counter("logins") == 0
 
 
-def test_missing_counter_warns_writes_nothing_and_succeeds(db, clock, caplog):
-    path, store = db
+def test_missing_counter_warns_writes_nothing_and_succeeds(module_db, clock, caplog):
+    path, store = module_db
     with caplog.at_level(logging.WARNING, logger="picron.task"):
         status, message = run(path, clock, reset_event_counter=True)
     assert status == "success"

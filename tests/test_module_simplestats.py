@@ -1,25 +1,14 @@
 """The ``simplestats`` module: each switched-on option writes one correct value."""
 from __future__ import annotations
 
-from datetime import timedelta, timezone
+from datetime import timedelta
 
-import pytest
-
-from picron.db import connect
 from picron.isolation import run_module
 from picron.modules import TaskContext
 from picron.modules.simplestats import SimpleStats
-from picron.store import Store, TaskSpec
+from picron.store import TaskSpec
 
 ALL = ("total_tasks", "active_tasks", "inactive_tasks", "failed_runs", "event_counters")
-
-
-@pytest.fixture
-def db(tmp_path):
-    path = str(tmp_path / "picron.db")
-    store = Store(connect(path), default_zone=timezone.utc)
-    yield path, store
-    store.conn.close()
 
 
 def run(path, clock, **options):
@@ -44,8 +33,8 @@ def populate(store, clock):
         store.finish_run(claim.run_id, status, at + timedelta(seconds=1), 1.0)
 
 
-def test_values_against_a_known_database(db, clock):
-    path, store = db
+def test_values_against_a_known_database(module_db, clock):
+    path, store = module_db
     clock.advance(days=3)
     populate(store, clock)
     status, message = run(path, clock, **{name: True for name in ALL})
@@ -57,8 +46,8 @@ def test_values_against_a_known_database(db, clock):
     assert store.get_stats("total_tasks") == [(clock(), 5)]
 
 
-def test_only_switched_on_options_write(db, clock):
-    path, store = db
+def test_only_switched_on_options_write(module_db, clock):
+    path, store = module_db
     populate(store, clock)
     assert run(path, clock, active_tasks="true", failed_runs=False)[0] == "success"
     assert store.stat_keys() == ["active_tasks"]
@@ -67,14 +56,14 @@ def test_only_switched_on_options_write(db, clock):
     assert [value for _, value in store.get_stats("active_tasks")] == [3, 3]
 
 
-def test_nothing_switched_on_writes_nothing(db, clock):
-    path, store = db
+def test_nothing_switched_on_writes_nothing(module_db, clock):
+    path, store = module_db
     assert run(path, clock) == ("success", "no statistic switched on; nothing written")
     assert store.stat_keys() == []
 
 
-def test_an_empty_database_counts_zero(db, clock):
-    path, store = db
+def test_an_empty_database_counts_zero(module_db, clock):
+    path, store = module_db
     run(path, clock, **{name: True for name in ALL})
     assert set(store.latest_stats().values()) == {0}
 
