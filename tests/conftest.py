@@ -1,6 +1,7 @@
 """Shared fixtures: an in-memory store, a controllable clock, fake task modules, an app."""
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -13,6 +14,15 @@ from picron.modules import Option, Registry, TaskModule
 from picron.store import Store
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def dump(path: str) -> list[str]:
+    """The whole database as SQL text: compare before and after to prove nothing changed."""
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
 
 
 class FakeClock:

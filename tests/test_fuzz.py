@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import os
-import sqlite3
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from picron.cli import main
+from tests.conftest import dump
 
 EXAMPLES = 10_000 if os.environ.get("PICRON_FULL") == "1" else 150
 UNSAFE = {"serve", "passwd", "--debug", "command", "http", "backup"}
@@ -47,14 +47,6 @@ ARGV = st.one_of(st.tuples(st.sampled_from(WORDS), st.lists(TOKENS, max_size=8))
                  st.tuples(st.just("task"), st.lists(TOKENS, max_size=10)))
 
 
-def _dump(path: str) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def fuzz_db(db_path, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -71,7 +63,7 @@ def fuzz_db(db_path, tmp_path, monkeypatch, capsys):
 @given(ARGV)
 def test_cli_never_crashes_and_refusals_change_nothing(fuzz_db, capsys, argv):
     argv = [argv[0], *argv[1]]
-    before = _dump(fuzz_db)
+    before = dump(fuzz_db)
     try:
         code = main(argv)
     except SystemExit as stop:  # --help and friends: argparse prints and exits
@@ -81,4 +73,4 @@ def test_cli_never_crashes_and_refusals_change_nothing(fuzz_db, capsys, argv):
     assert "Traceback" not in out + err, argv
     if code in (2, 3):
         assert err.startswith("picron: error: ") and err.count("\n") == 1, (argv, err)
-        assert _dump(fuzz_db) == before, argv
+        assert dump(fuzz_db) == before, argv

@@ -2,19 +2,10 @@
 SPEC §6 status (400/404/409/411/413/415), a JSON error, and leaves the database unchanged."""
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
-from .test_bad_input_cli import INTERVALS, JSON_CASES, NAMES, VALID
-
-
-def dump(path: str) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+from tests.conftest import dump
+from tests.reliability.test_bad_input_cli import INTERVALS, JSON_CASES, NAMES, VALID
 
 
 def refused(api, method, path, body=None, headers=None, expected=(400,)):

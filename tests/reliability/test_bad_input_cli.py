@@ -8,23 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 
 import pytest
 
 from picron.cli import main
+from tests.conftest import dump
 
 BIG = str(2 ** 63)
 ADD = ["task", "add", "--name", "new", "--interval", "@daily", "--module", "command",
        "--option", "command=true"]
-
-
-def dump(path: str) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 @pytest.fixture
