@@ -13,6 +13,8 @@ from picron.schedule import get_zone, to_db
 from picron.store import Task
 from picron.webcore import Raw, Request, Response, html_response, render
 
+TASKS_PER_PAGE = 100  # on the task list: 1,000 rows are hard to read and slow to build
+
 NAV = (("/", "Tasks"), ("/history", "History"), ("/stats", "Stats"), ("/audit", "Audit"))
 
 _PAGE = """<!doctype html>
@@ -111,3 +113,9 @@ def status_badge(status: str | None) -> Raw:
     if status is None:
         return Raw('<span class="badge none">no runs yet</span>')
     return render('<span class="badge $status">$status</span>', status=status)
+
+
+def task_anchor(app, task: Task) -> str:
+    """The address of ``task``'s row on the task list (on the page that shows it)."""
+    number = app.store.task_position(task) // TASKS_PER_PAGE + 1
+    return f"/?page={number}#task-{task.id}" if number > 1 else f"/#task-{task.id}"

@@ -14,8 +14,8 @@ from picron import taskform
 from picron.api import actor
 from picron.charts import line_chart
 from picron.errors import NotFound, ValidationError
-from picron.layout import (csrf_field, error_page, layout, page, reading, status_badge,
-                           task_zone, time_tag)
+from picron.layout import (TASKS_PER_PAGE, csrf_field, error_page, layout, page, reading,
+                           status_badge, task_anchor, task_zone, time_tag)
 from picron.store import Task
 from picron.webcore import Raw, Request, Response, redirect, render
 
@@ -26,7 +26,9 @@ HISTORY_LIMIT = 100
 
 _LIST = """<div class="title-row"><h1>Tasks</h1>
 <a class="button primary" href="/tasks/new">New task</a></div>
-$content"""
+$content$pager"""
+_PAGER = """<nav class="pager" aria-label="Pages of tasks">$previous
+<span>Tasks $first–$last of $total</span>$next</nav>"""
 _TABLE = """<table class="tasks">
 <thead><tr><th>Active</th><th>Order</th><th>Name</th><th>Module</th><th>Interval</th>
 <th>Runs per node</th><th><span class="sr-only">Actions</span></th></tr></thead>
@@ -56,13 +58,32 @@ aria-pressed="$pressed" title="$hint">$text</button></form>"""
 
 def task_list(app, req: Request) -> Response:
     """The task list in run order, with every node's next and last run and status."""
-    tasks = app.store.list_tasks()
+    number = _page_number(req)
+    tasks = app.store.list_tasks(limit=TASKS_PER_PAGE, offset=(number - 1) * TASKS_PER_PAGE)
     if not tasks:
         content = Raw('<p class="empty">No tasks yet. <a href="/tasks/new">Create the first '
                       'one</a>, or add one with <code>picron task add</code>.</p>')
     else:
         content = render(_TABLE, rows=Raw("".join(_task_row(app, req, t) for t in tasks)))
-    return page(app, req, "Tasks", render(_LIST, content=content))
+    pager = _pager(number, len(tasks), app.store.count_tasks()) if tasks else Raw("")
+    return page(app, req, "Tasks", render(_LIST, content=content, pager=pager))
+
+
+def _page_number(req: Request) -> int:
+    text = req.arg("page", "1")
+    return int(text) if text.isdigit() and 0 < int(text) < 10**6 else 1
+
+
+def _pager(number: int, shown: int, total: int) -> Raw:
+    if total <= TASKS_PER_PAGE:
+        return Raw("")
+    first = (number - 1) * TASKS_PER_PAGE + 1
+    previous = (render(' <a class="button" href="/?page=$n" rel="prev">← Previous</a>',
+                       n=number - 1) if number > 1 else Raw(""))
+    following = (render(' <a class="button" href="/?page=$n" rel="next">Next →</a>',
+                        n=number + 1) if first + shown - 1 < total else Raw(""))
+    return render(_PAGER, previous=previous, first=f"{first:,}",
+                  last=f"{first + shown - 1:,}", total=f"{total:,}", next=following)
 
 
 def _task_row(app, req: Request, task: Task) -> Raw:
@@ -102,13 +123,13 @@ def _task(app, task_id: str) -> Task:
 def enable_task(app, req: Request, task_id: str) -> Response:
     task = _task(app, task_id)
     app.store.set_active(task.id, True, app.clock(), actor=actor(req))
-    return redirect(f"/#task-{task.id}")
+    return redirect(task_anchor(app, task))
 
 
 def disable_task(app, req: Request, task_id: str) -> Response:
     task = _task(app, task_id)
     app.store.set_active(task.id, False, app.clock(), actor=actor(req))
-    return redirect(f"/#task-{task.id}")
+    return redirect(task_anchor(app, task))
 
 
 def run_task(app, req: Request, task_id: str) -> Response:

@@ -167,10 +167,19 @@ class Store:
 
     # -- tasks ---------------------------------------------------------------------
 
-    def list_tasks(self, node: str | None = None) -> list[Task]:
-        """All tasks in run order (ordering, id), optionally only those assigned to ``node``."""
-        rows = self._query("select * from task order by ordering, id")
+    def list_tasks(self, node: str | None = None, limit: int = -1,
+                   offset: int = 0) -> list[Task]:
+        """All tasks in run order (ordering, id), optionally only those assigned to ``node``;
+        ``limit``/``offset`` give one page of them (without ``node``)."""
+        rows = self._query("select * from task order by ordering, id limit ? offset ?",
+                           (limit, offset))
         return self._build_tasks(rows, node)
+
+    def task_position(self, task: Task) -> int:
+        """How many tasks come before ``task`` in run order (to find its page)."""
+        return self._query("select count(*) from task where ordering < ?"
+                           " or (ordering = ? and id < ?)",
+                           (task.ordering, task.ordering, task.id))[0][0]
 
     def list_tasks_json(self, node: str | None = None) -> list[str]:
         """``list_tasks`` as the JSON texts of ``Task.to_json``, built by SQLite itself.

@@ -14,7 +14,7 @@ from zoneinfo import available_timezones
 
 from picron.api import actor
 from picron.errors import PicronError, ValidationError
-from picron.layout import csrf_field, page, reading, task_zone, time_tag
+from picron.layout import csrf_field, page, reading, task_anchor, task_zone, time_tag
 from picron.schedule import upcoming, validate_interval
 from picron.store import Task
 from picron.webcore import Raw, Request, Response, escape, redirect, render
@@ -85,7 +85,7 @@ def create_task(app, req: Request) -> Response:
         if error.http_status not in (400, 409):
             raise
         return _form(app, req, values, error=error)
-    return redirect(f"/#task-{task.id}")
+    return redirect(task_anchor(app, task))
 
 
 def edit_task(app, req: Request, task_id: str) -> Response:
@@ -109,12 +109,12 @@ def save_task(app, req: Request, task_id: str) -> Response:
         return _form(app, req, values, task)
     try:
         spec = app.parse_task(form_data(app, values, new=False))
-        app.store.update_task(task.id, spec, app.clock(), actor=actor(req))
+        task = app.store.update_task(task.id, spec, app.clock(), actor=actor(req))
     except PicronError as error:
         if error.http_status not in (400, 409):
             raise
         return _form(app, req, values, task, error=error)
-    return redirect(f"/#task-{task.id}")
+    return redirect(task_anchor(app, task))
 
 
 def form_values(req: Request) -> dict:

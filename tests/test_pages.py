@@ -416,3 +416,31 @@ def test_chart_scale_and_thinning(clock):
     assert len(points) <= MAX_POINTS + 1
     assert f"{len(series)} values of k" in svg  # the caption counts every value
     assert points[-1].startswith(f"{720 - 20}.0,")  # the latest value is still drawn
+
+
+# -- the task list in pages --------------------------------------------------------------
+
+
+def test_the_task_list_shows_100_tasks_a_page(web, db, clock):
+    from picron.store import TaskSpec
+
+    for number in range(150):
+        db.add_task(TaskSpec(f"task {number:03d}", "@daily", "succeed", ("node1",)), clock())
+    first, second = web.get("/"), web.get("/", "page=2")
+    assert first.text.count('<tr id="task-') == 100
+    assert "Tasks 1–100 of 150" in first.text and 'href="/?page=2"' in first.text
+    assert "task 000" in first.text and "task 100" not in first.text
+    assert second.text.count('<tr id="task-') == 50
+    assert "Tasks 101–150 of 150" in second.text and 'href="/?page=1"' in second.text
+    assert "task 149" in second.text
+    for bad in ("page=0", "page=-1", "page=abc", "page=99999999999"):
+        assert "Tasks 1–100 of 150" in web.get("/", bad).text
+    late = db.find_task("task 120").id
+    assert web.post(f"/tasks/{late}/disable").headers["Location"] == f"/?page=2#task-{late}"
+    early = db.find_task("task 003").id
+    assert web.post(f"/tasks/{early}/disable").headers["Location"] == f"/#task-{early}"
+
+
+def test_a_short_list_has_no_pager(web):
+    create(web)
+    assert "pager" not in web.get("/").text
