@@ -95,8 +95,11 @@ def test_dry_run_runs_nothing(db_path, capsys):
     add(capsys)
     code, out, _ = run(capsys, "run_scheduled", "-d", "--at", "2099-01-01T00:00")
     assert code == 0 and "would run hello" in out
-    code, out, _ = run(capsys, "run_scheduled", "--dryrun")
-    assert "nothing would run" in out
+    code, out, _ = run(capsys, "run_scheduled", "-d", "--at", "2000-01-01T00:00")
+    assert code == 0 and "nothing would run" in out  # before the task existed
+    run(capsys, "task", "disable", "hello")
+    code, out, _ = run(capsys, "run_scheduled", "--dryrun")  # now: inactive never runs
+    assert code == 0 and "nothing would run" in out
     assert run(capsys, "history", "--json")[1].strip() == "[]"
     code, _, err = run(capsys, "run_scheduled", "--at", "2099-01-01T00:00")
     assert code == 2 and "--at" in err
