@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from picron.store import Claim, Run
+from picron.records import Claim, Run
 
 logger = logging.getLogger(__name__)
 

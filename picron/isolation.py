@@ -13,7 +13,7 @@ import time
 from functools import cache
 
 from picron.modules import TaskContext, TaskModule
-from picron.store import truncate_message
+from picron.records import truncate_message
 
 _PR_SET_PDEATHSIG = 1
 # Children that delivered their result and may still be exiting: unmapping a copy of this

@@ -9,8 +9,8 @@ from datetime import datetime, tzinfo
 
 from picron.describe import describe_interval
 from picron.output import format_time
+from picron.records import Task
 from picron.schedule import get_zone, to_db
-from picron.store import Task
 from picron.webcore import Raw, Request, Response, html_response, render
 
 TASKS_PER_PAGE = 100  # on the task list: 1,000 rows are hard to read and slow to build

@@ -6,8 +6,8 @@ import sys
 from datetime import datetime, tzinfo
 from typing import Iterable
 
+from picron.records import Run, Task
 from picron.runner import RunResult
-from picron.store import Run, Task
 
 
 def print_json(value) -> None:

@@ -16,7 +16,7 @@ from picron.charts import line_chart
 from picron.errors import NotFound, ValidationError
 from picron.layout import (TASKS_PER_PAGE, csrf_field, error_page, layout, page, reading,
                            status_badge, task_anchor, task_zone, time_tag)
-from picron.store import Task
+from picron.records import Task
 from picron.webcore import Raw, Request, Response, redirect, render
 
 __all__ = ["ROUTES", "layout", "error_page"]

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from picron.errors import PicronError
+from picron.records import Claim, Task
 from picron.schedule import utcnow
-from picron.store import Claim, Store, Task
+from picron.store import Store
 
 # A run still "running" this long after its deadline has lost its owner, even if a
 # process with the owner's pid exists (pids are reused) or it ran on another host.

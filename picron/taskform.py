@@ -15,8 +15,8 @@ from zoneinfo import available_timezones
 from picron.api import actor
 from picron.errors import PicronError, ValidationError
 from picron.layout import csrf_field, page, reading, task_anchor, task_zone, time_tag
+from picron.records import Task
 from picron.schedule import upcoming, validate_interval
-from picron.store import Task
 from picron.webcore import Raw, Request, Response, escape, redirect, render
 
 PREVIEW_COUNT = 5

@@ -10,8 +10,8 @@ import unicodedata
 from picron.config import check_node
 from picron.errors import ValidationError
 from picron.modules import Registry
+from picron.records import TaskSpec
 from picron.schedule import get_zone, validate_interval
-from picron.store import TaskSpec
 
 MAX_NAME_LENGTH = 64
 MAX_NODES = 100

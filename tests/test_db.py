@@ -6,8 +6,8 @@ import sqlite3
 import pytest
 
 from picron import db
-from picron.db import connect, migrate, transaction
 from picron import errors
+from picron.db import connect, migrate, transaction
 
 
 def tables(conn):

@@ -106,7 +106,8 @@ def test_a_child_that_dies_without_a_result_is_a_failure():
 
 def _database(tmp_path, **task):
     from picron.db import connect
-    from picron.store import Store, TaskSpec
+    from picron.records import TaskSpec
+    from picron.store import Store
     from tests.conftest import FakeClock
 
     path = str(tmp_path / "idle.db")

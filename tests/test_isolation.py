@@ -5,14 +5,15 @@ import multiprocessing
 import os
 import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 
 import pytest
 
 from picron.db import connect
 from picron.modules import Option, Registry, TaskModule
+from picron.records import TaskSpec
 from picron.runner import Runner
-from picron.store import Store, TaskSpec
+from picron.store import Store
 from tests.conftest import FAKE_MODULES, FakeClock
 
 UTC = timezone.utc

@@ -12,7 +12,8 @@ from picron.errors import ValidationError
 from picron.isolation import run_in_child, run_module
 from picron.modules import TaskContext
 from picron.modules.backup import Backup
-from picron.store import Store, TaskSpec
+from picron.records import TaskSpec
+from picron.store import Store
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from picron.errors import ValidationError
 from picron.isolation import run_module
 from picron.modules import TaskContext
 from picron.modules.cleanup import Cleanup
-from picron.store import TaskSpec
+from picron.records import TaskSpec
 
 
 def run(path, clock, **options):

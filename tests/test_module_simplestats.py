@@ -6,7 +6,7 @@ from datetime import timedelta
 from picron.isolation import run_module
 from picron.modules import TaskContext
 from picron.modules.simplestats import SimpleStats
-from picron.store import TaskSpec
+from picron.records import TaskSpec
 
 ALL = ("total_tasks", "active_tasks", "inactive_tasks", "failed_runs", "event_counters")
 

@@ -422,7 +422,7 @@ def test_chart_scale_and_thinning(clock):
 
 
 def test_the_task_list_shows_100_tasks_a_page(web, db, clock):
-    from picron.store import TaskSpec
+    from picron.records import TaskSpec
 
     for number in range(150):
         db.add_task(TaskSpec(f"task {number:03d}", "@daily", "succeed", ("node1",)), clock())

@@ -12,9 +12,10 @@ from picron.cli import main
 from picron.db import connect
 from picron.errors import ValidationError
 from picron.modules import Option, Registry, TaskModule, check_module_class, load_modules
+from picron.records import TaskSpec
 from picron.runner import Runner
 from picron.schedule import utcnow
-from picron.store import Store, TaskSpec
+from picron.store import Store
 from picron.tasks import parse_task
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "picron-hello"

@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from picron.errors import AlreadyRunning, NotFound
+from picron.records import TaskSpec
 from picron.runner import Runner
-from picron.store import Store, TaskSpec
+from picron.store import Store
 from tests.conftest import FakeClock, Succeed
 
 UTC = timezone.utc

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from picron.records import TaskSpec
 from picron.runner import Runner
-from picron.store import TaskSpec
 
 
 def test_sql_json_equals_python_json(store, registry, clock):

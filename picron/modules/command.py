@@ -11,7 +11,7 @@ import subprocess
 
 from picron.errors import ValidationError
 from picron.modules import Option, TaskModule
-from picron.store import MAX_MESSAGE_BYTES
+from picron.records import MAX_MESSAGE_BYTES
 
 CHUNK_BYTES = 65536
 # Room left in the message for the status line and the "output omitted" note.

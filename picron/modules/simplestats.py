@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from picron.db import transaction
 from picron.modules import Option, TaskModule
-from picron.store import FAILURE_STATUSES, Store
+from picron.records import FAILURE_STATUSES
+from picron.store import Store
 
 FAILED_RUNS_WINDOW = timedelta(hours=24)
 

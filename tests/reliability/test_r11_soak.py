@@ -16,8 +16,9 @@ from datetime import timedelta, timezone
 from tests.reliability.conftest import T0, scale
 from picron.db import connect
 from picron.modules import Registry
+from picron.records import TaskSpec
 from picron.runner import Runner
-from picron.store import Store, TaskSpec
+from picron.store import Store
 
 import picron_testmods
 

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.reliability.conftest import T0, scale
+from picron.records import TaskSpec
 from picron.runner import Runner
-from picron.store import TaskSpec
 
 UTC = timezone.utc
 
