@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from picron.cli import build_parser, main
+from tests.conftest import dump as dump_database
 
 
 def run(capsys, *argv):
@@ -21,11 +22,8 @@ def run(capsys, *argv):
 
 
 def dump(path):
-    conn = sqlite3.connect(path)
-    try:
-        return [line for line in conn.iterdump() if not line.startswith("INSERT INTO \"audit\"")]
-    finally:
-        conn.close()
+    """The database without its audit log (a refused command may still be audited)."""
+    return [line for line in dump_database(path) if not line.startswith('INSERT INTO "audit"')]
 
 
 def add(capsys, name="hello", *extra):

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.conftest import dump
 from tests.webclient import call, cookie_value
 from tests.webfixtures import db, site, web_app  # noqa: F401 - fixtures
 
@@ -131,8 +132,8 @@ def test_s3_password_storage_and_guessing(lab, serve, figure):
     served = serve(password=PASSWORD)
     assert get(served.port, "/api/tasks", extra=_basic("admin", PASSWORD))[0] == 200
     stored = lab.query("select value from setting")
-    dump = "\n".join(sqlite_dump(lab.db))
-    assert PASSWORD not in dump and "scrypt" in dump
+    database = "\n".join(dump(lab.db))
+    assert PASSWORD not in database and "scrypt" in database
     assert any(re.search(r"scrypt", value) for (value,) in stored)
     answers, durations = set(), []
     for user, password in [("admin", "wrong"), ("root", PASSWORD), ("admin", ""),
@@ -169,16 +170,6 @@ def test_s3_password_storage_and_guessing(lab, serve, figure):
     figure(f"wrong logins answered alike in >= {min(durations):.2f} s, 429 after "
            f"{statuses.index(429) + 1} more; 40 parallel guesses grew the server's RSS by "
            f"{first_mb:.0f} MB, 40 more by {second_mb:.0f} MB")
-
-
-def sqlite_dump(path: str) -> list[str]:
-    import sqlite3
-
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 # -- S4 ------------------------------------------------------------------------------
@@ -252,7 +243,7 @@ def test_s5_csrf(lab, serve):
     served = serve(password=PASSWORD)
     _, headers, _ = _login(served.port)
     session = _session(headers).split(";")[0]
-    before = sqlite_dump(lab.db)
+    before = dump(lab.db)
     changes = [("POST", "/api/tasks", b'{"name": "x"}'), ("PUT", f"/api/tasks/{task.id}", b"{}"),
                ("PATCH", f"/api/tasks/{task.id}", b'{"ordering": 5}'),
                ("DELETE", f"/api/tasks/{task.id}", b""),
@@ -271,7 +262,7 @@ def test_s5_csrf(lab, serve):
     for path in ("/", "/api/tasks", f"/tasks/{task.id}/delete", f"/api/tasks/{task.id}/run",
                  "/logout", f"/api/tasks/{task.id}/disable", "/history"):
         assert get(served.port, path, extra=f"Cookie: {session}\r\n")[0] in (200, 404, 405)
-    assert sqlite_dump(lab.db) == before
+    assert dump(lab.db) == before
 
 
 # -- S6 ------------------------------------------------------------------------------
