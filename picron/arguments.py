@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("file", nargs="?", metavar="FILE", help="output file (default: stdout)")
     sub = command("import", "create or update tasks from a JSON export (all or nothing)",
                   commands.cmd_import)
-    sub.add_argument("file", metavar="FILE", help="a JSON array of task objects ('-' = stdin)")
+    sub.add_argument("file", metavar="FILE",
+                     help="a JSON array of task objects, or privacyIDEA's GET /periodictask/ "
+                          "answer or config export ('-' = stdin)")
 
     sub = command("serve", "serve the web page and JSON API", commands.cmd_serve)
     sub.add_argument("--listen", metavar="HOST:PORT",

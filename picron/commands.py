@@ -239,13 +239,12 @@ def cmd_stats(args, app) -> int:
 
 
 def cmd_export(args, app) -> int:
-    from picron.transfer import export_tasks
+    from picron.transfer import export_tasks, write_private
 
     text = export_tasks(app.store)
     if args.file:
         try:
-            with open(args.file, "w", encoding="utf-8") as file:
-                file.write(text)
+            write_private(args.file, text)
         except OSError as error:
             raise ValidationError(f"export: cannot write {args.file}: {error.strerror}",
                                   field="file") from None
@@ -268,8 +267,7 @@ def cmd_import(args, app) -> int:
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise ValidationError(f"import: cannot read {args.file}: {reason}", field="file") from None
-    created, updated = import_tasks(app, text, actor=f"cli:{current_user()}")
-    print(f"imported {created + updated} tasks ({created} created, {updated} updated)")
+    print(import_tasks(app, text, actor=f"cli:{current_user()}"))
     return EXIT_OK
 
 
