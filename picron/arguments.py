@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--max-age", type=_positive_int, default=15, metavar="MINUTES",
                      help="how recent the last invocation must be (default 15)")
 
+    command("doctor", "show which config, database and node picron uses here, and why",
+            commands.cmd_doctor)
+
     sub = command("backup", "write a consistent copy of the database", commands.cmd_backup)
     sub.add_argument("path", metavar="PATH", help="the backup file to write")
     return parser

@@ -293,6 +293,20 @@ def cmd_check(args, app) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def cmd_doctor(args, app) -> int:
+    """Which config, database and node this command line resolves, and why; exit 1 when a
+    tick as this user would fail."""
+    from picron.doctor import diagnose
+
+    report = diagnose(getattr(args, "config", None), getattr(args, "db", None), app.clock())
+    print("\n".join(report.lines))
+    for problem in report.problems:
+        print(f"problem:   {problem}")
+    if not report.problems:
+        print("ok: a run_scheduled tick as this user can use this database")
+    return EXIT_FAILED if report.problems else EXIT_OK
+
+
 def cmd_backup(args, app) -> int:
     from picron.db import backup_database
 
