@@ -14,7 +14,7 @@ from picron.errors import MethodNotAllowed, NotFound
 from picron.openapi import build_document
 from picron.webcore import Request
 from tests.webclient import TASK, body, call
-from tests.webfixtures import db, site, web_app  # noqa: F401 - fixtures
+from tests.webfixtures import site, web_app  # noqa: F401 - fixtures
 
 # SPEC §6 routes that another branch adds (notifications: GET /api/events). The document
 # describes them already; the coordinator removes an entry here when its route is merged.
