@@ -87,6 +87,10 @@ def _check_file(report: Diagnosis, path: str) -> bool:
     report.add("file", f"owner {_user_name(status.st_uid)}, mode "
                        f"{stat.S_IMODE(status.st_mode):04o}, {status.st_size} bytes; "
                        f"readable {_yes(readable)}, writable {_yes(writable)} by this user")
+    if status.st_uid != os.geteuid():
+        owner = _login(status.st_uid)
+        report.add("note", f"the database belongs to {owner}, not to this user: `sudo -u "
+                           f"{owner} picron doctor` shows what that user's ticks see")
     if not readable or not writable or not status.st_mode & 0o222:
         report.problem(f"{path} is not {'readable and writable' if not readable else 'writable'}"
                        f" by {_user_name(os.geteuid())}: a tick as this user fails")
@@ -120,7 +124,8 @@ def _check_contents(report: Diagnosis, path: str, node: str, now: datetime) -> N
         store = Store(conn)
         last = store.last_tick(node)
         ago = "" if last is None else f" ({int((now - last).total_seconds() // 60)} min ago)"
-        report.add("last tick", f"{to_db(last) + ago if last else 'never'} on node {node}")
+        report.add("last tick", f"{to_db(last) + ago} on node {node}" if last else
+                   f"never on node {node}: is the cron line or picron.timer installed?")
         tasks = store.list_tasks()
         here = [task for task in tasks if node in task.nodes]
         others = sorted({n for task in tasks for n in task.nodes} - {node})
@@ -133,11 +138,15 @@ def _check_contents(report: Diagnosis, path: str, node: str, now: datetime) -> N
         conn.close()
 
 
-def _user_name(uid: int) -> str:
+def _login(uid: int) -> str:
     try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return f"uid {uid}"
+        return str(uid)
+
+
+def _user_name(uid: int) -> str:
+    return f"{_login(uid)} (uid {uid})"
 
 
 def _yes(flag: bool) -> str:

@@ -75,7 +75,7 @@ def test_doctor_exits_1_when_a_tick_would_fail(db_path, capsys, tmp_path, no_def
     os.chmod(db_path, 0o444)
     code, out, _ = run(capsys, "doctor")
     assert code == 1 and "problem:" in out and "not writable" in out
-    assert "last tick: never on node node1" in out  # still read what it could
+    assert "last tick: never on node node1:" in out  # still read what it could
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     code, out, _ = run(capsys, "--db", str(blocker / "sub" / "x.db"), "doctor")
