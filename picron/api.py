@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from picron import openapi
 from picron.config import check_node
 from picron.errors import NotFound, UnsupportedMediaType, ValidationError
 from picron.webcore import Request, Response, json_response
@@ -247,5 +248,6 @@ ROUTES = [
     ("GET", r"/api/health", get_health),
     ("GET", r"/api/preview", preview),
     ("GET", r"/metrics", get_metrics),
+    ("GET", r"/api/openapi\.json", openapi.get_document),
 ]
 ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in ROUTES]

@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("file", nargs="?", metavar="FILE", help="output file (default: stdout)")
     sub = command("import", "create or update tasks from a JSON export (all or nothing)",
                   commands.cmd_import)
-    sub.add_argument("file", metavar="FILE", help="a JSON array of task objects ('-' = stdin)")
+    sub.add_argument("file", metavar="FILE",
+                     help="a JSON array of task objects, or privacyIDEA's GET /periodictask/ "
+                          "answer or config export ('-' = stdin)")
 
     sub = command("serve", "serve the web page and JSON API", commands.cmd_serve)
     sub.add_argument("--listen", metavar="HOST:PORT",
@@ -113,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("check", "exit 1 if run_scheduled has not run here recently", commands.cmd_check)
     sub.add_argument("--max-age", type=_positive_int, default=15, metavar="MINUTES",
                      help="how recent the last invocation must be (default 15)")
+
+    command("doctor", "show which config, database and node picron uses here, and why",
+            commands.cmd_doctor)
 
     sub = command("backup", "write a consistent copy of the database", commands.cmd_backup)
     sub.add_argument("path", metavar="PATH", help="the backup file to write")

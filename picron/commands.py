@@ -239,13 +239,12 @@ def cmd_stats(args, app) -> int:
 
 
 def cmd_export(args, app) -> int:
-    from picron.transfer import export_tasks
+    from picron.transfer import export_tasks, write_private
 
     text = export_tasks(app.store)
     if args.file:
         try:
-            with open(args.file, "w", encoding="utf-8") as file:
-                file.write(text)
+            write_private(args.file, text)
         except OSError as error:
             raise ValidationError(f"export: cannot write {args.file}: {error.strerror}",
                                   field="file") from None
@@ -268,8 +267,7 @@ def cmd_import(args, app) -> int:
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise ValidationError(f"import: cannot read {args.file}: {reason}", field="file") from None
-    created, updated = import_tasks(app, text, actor=f"cli:{current_user()}")
-    print(f"imported {created + updated} tasks ({created} created, {updated} updated)")
+    print(import_tasks(app, text, actor=f"cli:{current_user()}"))
     return EXIT_OK
 
 
@@ -293,6 +291,20 @@ def cmd_check(args, app) -> int:
     ok, message = check_ticks(app.store, app.config.node, app.clock(), args.max_age)
     print(message, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_doctor(args, app) -> int:
+    """Which config, database and node this command line resolves, and why; exit 1 when a
+    tick as this user would fail."""
+    from picron.doctor import diagnose
+
+    report = diagnose(getattr(args, "config", None), getattr(args, "db", None), app.clock())
+    print("\n".join(report.lines))
+    for problem in report.problems:
+        print(f"problem:   {problem}")
+    if not report.problems:
+        print("ok: a run_scheduled tick as this user can use this database")
+    return EXIT_FAILED if report.problems else EXIT_OK
 
 
 def cmd_backup(args, app) -> int:

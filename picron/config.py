@@ -47,10 +47,22 @@ def load_config(config_path: str | None = None, db_path: str | None = None,
     ``config_path`` and ``db_path`` are the command-line values (None when not given).
     Raises ``ConfigError`` for an unreadable or invalid file or a bad environment value.
     """
+    return explain_config(config_path, db_path, env)[0]
+
+
+def explain_config(config_path: str | None = None, db_path: str | None = None,
+                   env: dict | None = None) -> tuple[Config, dict[str, str]]:
+    """``load_config``, and why: where the config file, database and node came from.
+
+    The reasons (``{"config": ..., "database": ..., "node": ...}``) name the option,
+    variable, file key or default that won, for ``picron doctor``. Raises ``ConfigError``.
+    """
     env = os.environ if env is None else env
-    path = _config_file(config_path, env)
+    path, why_config = _config_file(config_path, env)
     values = _read_toml(path) if path is not None else {}
-    node = env.get("PICRON_NODE") or values.get("node") or os.uname().nodename.split(".")[0]
+    node, why_node = _first((env.get("PICRON_NODE"), "environment variable PICRON_NODE"),
+                            (values.get("node"), f"node in {path}"),
+                            (os.uname().nodename.split(".")[0], "the short host name"))
     try:
         node = check_node(node)
         nodes = tuple(check_node(n, "nodes") for n in values.get("nodes", [node]))
@@ -68,8 +80,13 @@ def load_config(config_path: str | None = None, db_path: str | None = None,
         if key in values and values[key] <= 0:
             raise ConfigError(f"config: {key} must be a positive number of "
                               f"{'seconds' if key == 'task_timeout' else 'days'}")
-    return Config(
-        database=db_path or env.get("PICRON_DB") or values.get("database") or _default_db(env),
+    database, why_database = _first(
+        (db_path, "option --db"), (env.get("PICRON_DB"), "environment variable PICRON_DB"),
+        (values.get("database"), f"database in {path}"),
+        (_default_db(env), "the default ($XDG_DATA_HOME/picron/picron.db, else "
+                           "~/.local/share/picron/picron.db of this user)"))
+    config = Config(
+        database=database,
         node=node,
         nodes=tuple(dict.fromkeys(nodes)),
         timezone=timezone,
@@ -79,21 +96,31 @@ def load_config(config_path: str | None = None, db_path: str | None = None,
         allowed_hosts=tuple(values.get("allowed_hosts", ())),
         path=path,
     )
+    return config, {"config": why_config, "database": why_database, "node": why_node}
 
 
-def _config_file(config_path: str | None, env) -> os.PathLike | None:
-    name = config_path or env.get("PICRON_CONFIG")
-    if not name:
+def _first(*candidates: tuple[object, str]) -> tuple:
+    """The first (value, reason) whose value is set: SPEC §3's "first that is set"."""
+    return next((value, why) for value, why in candidates if value)
+
+
+def _config_file(config_path: str | None, env) -> tuple[os.PathLike | None, str]:
+    if config_path:
+        name, why = config_path, "option --config"
+    elif env.get("PICRON_CONFIG"):
+        name, why = env["PICRON_CONFIG"], "environment variable PICRON_CONFIG"
+    else:
         try:
             os.stat(DEFAULT_CONFIG_PATH)
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            return None, (f"none: no --config, no PICRON_CONFIG, and {DEFAULT_CONFIG_PATH} "
+                          "does not exist")
         except OSError:
             pass  # there but not readable: reading it reports that clearly
-        name = DEFAULT_CONFIG_PATH
+        name, why = DEFAULT_CONFIG_PATH, "the default file, which exists"
     from pathlib import Path  # imported only when there is a file to read
 
-    return Path(name)
+    return Path(name), why
 
 
 def _read_toml(path: os.PathLike) -> dict:
