@@ -20,7 +20,7 @@ MAX_COUNTER_STEP = 2**31 - 1
 
 
 def actor(req: Request) -> str:
-    """Who a request acts as, for the audit log: ``web:admin`` or ``web:local``."""
+    """Who a request acts as, for the audit log: ``web:admin`` (password) or ``web:token`` (the API token)."""
     return f"web:{req.user or 'anonymous'}"
 
 

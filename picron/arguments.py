@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("passwd", "set the web admin password (prompted, or read from stdin)", commands.cmd_passwd)
 
+    sub = command("token", "print the web API token (created on first use)", commands.cmd_token)
+    sub.add_argument("--new", action="store_true",
+                     help="replace the token; the old one stops working at once")
+
     sub = command("check", "exit 1 if run_scheduled has not run here recently", commands.cmd_check)
     sub.add_argument("--max-age", type=_positive_int, default=15, metavar="MINUTES",
                      help="how recent the last invocation must be (default 15)")

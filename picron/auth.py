@@ -15,6 +15,9 @@ import sys
 from picron.errors import ValidationError
 
 PASSWORD_SETTING = "admin_password"
+# The API token is stored as it is, not hashed: `picron token` must print it again to
+# whoever can read the database, and that reader could already read every task anyway.
+TOKEN_SETTING = "api_token"
 ADMIN_USER = "admin"
 MIN_PASSWORD_LENGTH = 8
 _N, _R, _P = 2**14, 8, 1
@@ -51,6 +54,36 @@ def set_password(store, password: str) -> None:
 def password_hash(store) -> str | None:
     """The stored hash, or None while no password is set."""
     return store.get_setting(PASSWORD_SETTING)
+
+
+def api_token(store, *, new: bool = False) -> str:
+    """The API token (SPEC §6), created on first use; ``new`` replaces it at once.
+
+    256 random bits from ``secrets``; the server reads it on every request, so a
+    replaced token stops working immediately.
+    """
+    token = None if new else store.get_setting(TOKEN_SETTING)
+    if token is None:
+        token = secrets.token_urlsafe(32)
+        store.set_setting(TOKEN_SETTING, token)
+    return token
+
+
+def stored_token(store) -> str | None:
+    """The API token if one was created; never creates one (read-only requests)."""
+    return store.get_setting(TOKEN_SETTING)
+
+
+def token_matches(presented: str, token: str | None) -> bool:
+    """Constant-time comparison of a presented token with the stored one."""
+    return token is not None and hmac.compare_digest(presented.encode("utf-8", "replace"),
+                                                     token.encode())
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, or None."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def read_new_password() -> str:

@@ -287,6 +287,13 @@ def cmd_passwd(args, app) -> int:
     return EXIT_OK
 
 
+def cmd_token(args, app) -> int:
+    from picron.auth import api_token
+
+    print(api_token(app.store, new=args.new))
+    return EXIT_OK
+
+
 def cmd_check(args, app) -> int:
     from picron.health import check_ticks
 
