@@ -500,3 +500,115 @@ def test_login_form_is_rate_limited_too(locked):
     right = {**form, "password": PASSWORD}
     response = call(locked, "POST", "/login", form=right, cookies={"picron_csrf": csrf})
     assert response.status == 429 and "picron_session" not in set_cookies(response)
+
+
+# -- the API token (SPEC §6): every request needs a credential --------------------------------
+
+
+def test_without_password_every_route_needs_a_credential(site, db):
+    before = snapshot(db)
+    for method, path in (("GET", "/api/tasks"), ("POST", "/api/tasks"), ("GET", "/metrics"),
+                         ("GET", "/api/health"), ("GET", "/api/nodes"), ("DELETE", "/api/tasks/1"),
+                         ("POST", "/api/counters/c/increment")):
+        response = call(site, method, path, TASK if method == "POST" else None, token=False,
+                        client="127.0.0.1")
+        assert response.status == 401, (method, path)
+        assert body(response)["error"]["code"] == "unauthorized"
+    for path in ("/", "/history", "/tasks/new"):
+        response = call(site, "GET", path, token=False, client="127.0.0.1")
+        assert response.status == 303 and response.headers["Location"].startswith("/login")
+    assert call(site, "POST", "/tasks/1/run", form={}, token=False).status == 303
+    assert call(site, "GET", "/login", token=False).status == 200
+    assert call(site, "GET", "/static/style.css", token=False).status == 200
+    assert snapshot(db) == before
+
+
+def test_a_wrong_bearer_token_is_401(site, db):
+    for value in ("Bearer " + "x" * 43, "Bearer ",
+                  "Bearer " + auth.api_token(site.app.store)[:-1]):
+        response = call(site, "GET", "/api/tasks", headers={"authorization": value})
+        assert response.status == 401, value
+    assert call(site, "GET", "/api/tasks").status == 200  # the right one
+
+
+def test_the_login_link_opens_a_session_for_pages_and_api(site, db):
+    link = "/login?token=" + auth.api_token(site.app.store) + "&next=/history"
+    response = call(site, "GET", link,
+                    token=False)
+    assert response.status == 303 and response.headers["Location"] == "/history"
+    cookie = set_cookies(response)["picron_session"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    cookies = {"picron_session": cookie_value(response, "picron_session")}
+    assert call(site, "GET", "/", cookies=cookies).status == 200
+    assert call(site, "GET", "/api/tasks", cookies=cookies).status == 200
+    wrong = call(site, "GET", "/login?token=" + "x" * 43, token=False)
+    assert wrong.status == 401 and "picron_session" not in set_cookies(wrong)
+
+
+def test_a_new_token_stops_the_old_one_and_its_sessions_at_once(site, db):
+    old = auth.api_token(site.app.store)
+    cookies = token_login(site)
+    store = site.app.open_store()
+    new = auth.api_token(store, new=True)
+    store.conn.close()
+    assert new != old
+    assert call(site, "GET", "/api/tasks",
+                headers={"authorization": f"Bearer {old}"}).status == 401
+    assert call(site, "GET", "/api/tasks", cookies=cookies).status == 401
+    assert call(site, "GET", "/api/tasks",
+                headers={"authorization": f"Bearer {new}"}).status == 200
+
+
+def test_the_token_still_works_beside_a_password(locked):
+    assert call(locked, "GET", "/api/tasks").status == 200  # Bearer: scripts keep working
+    assert call(locked, "GET", "/api/tasks", headers=basic()).status == 200
+    assert call(locked, "GET", "/api/tasks", headers=basic(password="wrong")).status == 401
+
+
+def test_the_token_is_never_logged(site, caplog):
+    from picron.site import printable
+
+    token = auth.api_token(site.app.store)
+    assert token not in printable(f"/login?token={token}&next=/")
+    assert token not in printable(f"GET /login?next=/&TOKEN={token} HTTP/1.1")
+
+
+def test_cli_token_prints_the_same_token_until_new(tmp_path, capsys):
+    from picron.cli import main
+
+    database = str(tmp_path / "t.db")
+    assert main(["--db", database, "token"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["--db", database, "token"]) == 0
+    assert capsys.readouterr().out.strip() == first and len(first) >= 43
+    assert main(["--db", database, "token", "--new"]) == 0
+    assert capsys.readouterr().out.strip() not in ("", first)
+
+
+# -- the global login limit: no lockout (SPEC §6) ------------------------------------------
+
+
+def test_wrong_guesses_are_limited_across_addresses_without_locking_out(locked, clock):
+    statuses = [call(locked, "GET", "/api/tasks", headers=basic(password=f"guess{i}"),
+                     client=f"127.0.1.{i % 30 + 1}").status for i in range(120)]
+    assert statuses.count(401) == 30 and set(statuses) == {401, 429}
+    # a fresh address with the right password is let in; a failing one is not checked
+    assert call(locked, "GET", "/api/tasks", headers=basic(), client="127.0.9.9").status == 200
+    assert call(locked, "GET", "/api/tasks", headers=basic(), client="127.0.1.1").status == 429
+    clock.advance(minutes=1)  # a new minute: the global budget is back
+    assert call(locked, "GET", "/api/tasks", headers=basic(password="x"),
+                client="127.0.9.8").status == 401
+
+
+def test_failures_slow_the_failing_address_more_each_time(web_app, monkeypatch):
+    from picron import sessions
+
+    slept = []
+    monkeypatch.setattr(sessions.time, "sleep", slept.append)
+    store = web_app.open_store()
+    set_password(store, PASSWORD)
+    store.conn.close()
+    slow = Site(web_app, failed_login_delay=0.5)
+    for _ in range(3):
+        call(slow, "GET", "/api/tasks", headers=basic(password="wrong"), client="10.9.9.9")
+    assert slept == [0.5, 1.0, 1.5]

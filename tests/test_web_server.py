@@ -333,3 +333,71 @@ def test_one_escaped_log_line_per_request(server, caplog):
     assert len(lines) == 1
     assert "\x1b" not in lines[0] and "\\x1b" in lines[0] and " 404 " in lines[0]
     assert "\n" not in lines[0] and "\r" not in lines[0]
+
+
+def test_one_address_holds_at_most_its_share_of_connections(web_app):
+    server = start(Site(web_app, failed_login_delay=0), request_timeout=5.0, max_per_client=3)
+    held = [socket.create_connection(("127.0.0.1", server.server_port),
+                                     source_address=("127.0.0.2", 0)) for _ in range(3)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", server.server_port),
+                                         source_address=("127.0.0.2", 0))
+        extra.settimeout(5)
+        assert extra.recv(100) == b""  # closed at once, not queued
+        extra.close()
+        # another address is served meanwhile
+        assert raw(server, b"GET /api/tasks HTTP/1.1\r\n" + HEAD
+                   + b"Connection: close\r\n\r\n")[0] == 200
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while True:  # its connections closed: the address may connect again
+        with socket.create_connection(("127.0.0.1", server.server_port),
+                                      source_address=("127.0.0.2", 0)) as sock:
+            sock.settimeout(5)
+            sock.sendall(b"GET /api/tasks HTTP/1.1\r\n" + HEAD + b"Connection: close\r\n\r\n")
+            if sock.recv(100).startswith(b"HTTP/1.1 200 "):
+                break
+        assert time.monotonic() < deadline, "the address never got its connections back"
+        time.sleep(0.1)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("line, status", [(b"GARBAGE", 400), (b"GET / HTTP/2.0", 505),
+                                          (b"GET /", 400), (b"GET / HTTP/1.1 extra", 400)])
+def test_a_bad_request_line_gets_a_status_line_and_headers(server, line, status):
+    code, answer = raw(server, line + b"\r\n" + HEAD + b"\r\n")
+    assert code == status, answer[:200]
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    assert b"X-Frame-Options: DENY" in head and b"Content-Length: " in head
+
+
+def test_a_too_long_api_request_line_is_414_in_json(server):
+    code, answer = raw(server, b"GET /api/tasks?" + b"a" * 70_000 + b" HTTP/1.1\r\n" + HEAD
+                       + b"\r\n")
+    assert code == 414
+    assert b"Content-Type: application/json" in answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"]
+
+
+def test_expect_100_continue_with_an_oversized_body_is_413_without_continue(server):
+    code, answer = raw(server, b"POST /api/tasks HTTP/1.1\r\n" + HEAD
+                       + b"Expect: 100-continue\r\nContent-Length: 2000000\r\n\r\n")
+    assert code == 413 and b"100 Continue" not in answer
+    with socket.create_connection(("127.0.0.1", server.server_port)) as sock:  # a fitting one
+        sock.settimeout(10)
+        sock.sendall(b"POST /api/counters/c/increment HTTP/1.1\r\n" + HEAD
+                     + b"Expect: 100-continue\r\nContent-Length: 9\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b'{"by": 2}')
+        assert sock.recv(100).startswith(b"HTTP/1.1 200 ")
+
+
+def test_the_login_link_token_is_masked_in_the_request_log(server, caplog):
+    caplog.set_level("INFO", logger="picron.web")
+    raw(server, b"GET /login?token=" + TOKEN.encode() + b"&next=/ HTTP/1.1\r\n" + HEAD
+        + b"Connection: close\r\n\r\n")
+    lines = [record.getMessage() for record in caplog.records if record.name == "picron.web"]
+    assert len(lines) == 1 and TOKEN not in lines[0] and "token=********" in lines[0]
