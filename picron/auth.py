@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import sys
+import time
 
 from picron.errors import ValidationError
 
@@ -20,6 +21,7 @@ PASSWORD_SETTING = "admin_password"
 TOKEN_SETTING = "api_token"
 ADMIN_USER = "admin"
 MIN_PASSWORD_LENGTH = 8
+CACHE_SECONDS = 300.0  # how long a verified HTTP Basic login is remembered
 _N, _R, _P = 2**14, 8, 1
 
 
@@ -117,17 +119,22 @@ class PasswordChecker:
     One thread, not just one lock: glibc gives each thread its own malloc arena and
     keeps scrypt's freed 16 MiB there, so 40 parallel logins verified on 40 threads
     grew the server by 260 MB. Scripts using HTTP Basic send the password with every
-    request; a small cache of keyed digests of verified (hash, user, password) triples
-    spares a scrypt per call. A new password changes the hash: old entries stop matching.
+    request; a small cache of keyed digests (a random key of this process) of verified
+    (hash, user, password) triples spares a scrypt per call for ``cache_seconds``. A new
+    password changes the hash: old entries stop matching. Wrong logins are never cached,
+    so each costs the same scrypt; the login limits run before this check.
     """
 
-    def __init__(self, cache_size: int = 64) -> None:
+    def __init__(self, cache_size: int = 64, cache_seconds: float = CACHE_SECONDS,
+                 clock=time.monotonic) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="picron-scrypt")
         self._key = secrets.token_bytes(32)
-        self._verified: dict[bytes, None] = {}
+        self._verified: dict[bytes, float] = {}  # digest -> when it expires (clock)
         self._cache_size = cache_size
+        self._cache_seconds = cache_seconds
+        self._clock = clock
 
     def check(self, user: str, password: str, stored: str) -> bool:
         """Whether ``user``/``password`` is the admin login for hash ``stored``.
@@ -136,17 +143,21 @@ class PasswordChecker:
         """
         mark = hmac.new(self._key, f"{stored}\0{user}\0{password}".encode("utf-8", "replace"),
                         hashlib.sha256).digest()
-        if mark in self._verified:
+        if self._remembered(mark):
             return True
         return self._worker.submit(self._verify, mark, user, password, stored).result()
 
+    def _remembered(self, mark: bytes) -> bool:
+        return self._verified.get(mark, float("-inf")) > self._clock()
+
     def _verify(self, mark: bytes, user: str, password: str, stored: str) -> bool:
-        if mark in self._verified:  # verified while this call was queued
+        if self._remembered(mark):  # verified while this call was queued
             return True
         right_user = hmac.compare_digest(user.encode("utf-8", "replace"), ADMIN_USER.encode())
         ok = verify_password(password, stored) and right_user
         if ok:
+            self._verified.pop(mark, None)
             if len(self._verified) >= self._cache_size:
                 self._verified.pop(next(iter(self._verified)))
-            self._verified[mark] = None
+            self._verified[mark] = self._clock() + self._cache_seconds
         return ok

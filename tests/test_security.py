@@ -612,3 +612,20 @@ def test_failures_slow_the_failing_address_more_each_time(web_app, monkeypatch):
     for _ in range(3):
         call(slow, "GET", "/api/tasks", headers=basic(password="wrong"), client="10.9.9.9")
     assert slept == [0.5, 1.0, 1.5]
+
+
+def test_a_verified_basic_login_is_remembered_briefly(monkeypatch):
+    now = [0.0]
+    calls = []
+    real = auth.verify_password
+    monkeypatch.setattr(auth, "verify_password",
+                        lambda password, stored: calls.append(password) or real(password, stored))
+    stored = hash_password(PASSWORD)
+    checker = PasswordChecker(cache_seconds=60, clock=lambda: now[0])
+    assert checker.check("admin", PASSWORD, stored) and checker.check("admin", PASSWORD, stored)
+    assert len(calls) == 1                       # the second request cost no scrypt
+    assert not checker.check("admin", "wrong", stored)
+    assert not checker.check("admin", "wrong", stored)
+    assert len(calls) == 3                       # a wrong login is never remembered
+    now[0] = 61
+    assert checker.check("admin", PASSWORD, stored) and len(calls) == 4  # expired: checked

@@ -211,8 +211,11 @@ def _modes_while_written(path: str, write) -> set[int]:
 
 
 def test_s14_the_token_is_only_in_the_0600_database(lab, figure):
-    os.umask(0o022)
-    token = api_token(lab)
+    old = os.umask(0o022)
+    try:
+        token = api_token(lab)
+    finally:
+        os.umask(old)
     assert stat.S_IMODE(os.stat(lab.db).st_mode) == 0o600
     for name in os.listdir(lab.tmp):         # no other file of picron's holds it
         path = os.path.join(lab.tmp, name)
