@@ -12,6 +12,7 @@ import hmac
 import secrets
 import sys
 import time
+from typing import Callable
 
 from picron.errors import ValidationError
 
@@ -136,23 +137,29 @@ class PasswordChecker:
         self._cache_seconds = cache_seconds
         self._clock = clock
 
-    def check(self, user: str, password: str, stored: str) -> bool:
+    def check(self, user: str, password: str, stored: str,
+              admit: Callable[[], bool] = lambda: True) -> bool | None:
         """Whether ``user``/``password`` is the admin login for hash ``stored``.
 
         Every wrong login costs the same scrypt (the user name is checked after it).
+        ``admit`` is asked again when the check's turn comes (logins queue here): None
+        if it then says no, so a queue of guesses stops as soon as the limits are hit.
         """
         mark = hmac.new(self._key, f"{stored}\0{user}\0{password}".encode("utf-8", "replace"),
                         hashlib.sha256).digest()
         if self._remembered(mark):
             return True
-        return self._worker.submit(self._verify, mark, user, password, stored).result()
+        return self._worker.submit(self._verify, mark, user, password, stored, admit).result()
 
     def _remembered(self, mark: bytes) -> bool:
         return self._verified.get(mark, float("-inf")) > self._clock()
 
-    def _verify(self, mark: bytes, user: str, password: str, stored: str) -> bool:
+    def _verify(self, mark: bytes, user: str, password: str, stored: str,
+                admit: Callable[[], bool]) -> bool | None:
         if self._remembered(mark):  # verified while this call was queued
             return True
+        if not admit():
+            return None
         right_user = hmac.compare_digest(user.encode("utf-8", "replace"), ADMIN_USER.encode())
         ok = verify_password(password, stored) and right_user
         if ok:

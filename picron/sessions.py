@@ -238,10 +238,11 @@ class Logins:
 
     def check(self, client: str, user: str, password: str, stored: str) -> None:
         """Verify a password login; raises ``TooManyRequests`` or ``Unauthorized``."""
-        self._attempt(client, lambda: self.checker.check(user, password, stored),
-                      "wrong user name or password")
+        self._attempt(client, lambda: self.checker.check(
+            user, password, stored, admit=lambda: not self.limiter.retry_after(client)),
+            "wrong user name or password")
 
-    def _attempt(self, client: str, verify: Callable[[], bool], wrong: str) -> None:
+    def _attempt(self, client: str, verify: Callable[[], bool | None], wrong: str) -> None:
         """Run ``verify`` under the login limits (``LoginLimiter``).
 
         Every wrong login of an address gets the same answer after the same delay;
@@ -250,7 +251,10 @@ class Logins:
         wait = self.limiter.retry_after(client)
         if wait:
             raise TooManyRequests(f"too many failed logins; try again in {wait} seconds")
-        if verify():
+        verdict = verify()
+        if verdict is None:  # the limits were reached while it waited for its turn
+            raise TooManyRequests("too many failed logins; try again in a minute")
+        if verdict:
             self.limiter.succeeded(client)
             return
         answered = self.limiter.failed(client)

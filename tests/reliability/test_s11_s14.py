@@ -164,7 +164,7 @@ def test_s13_guessing_from_many_addresses_is_limited_without_lockout(lab, serve,
 
     def guess(i: int) -> None:
         status = get(served.port, "/api/tasks", extra=_basic("admin", f"wrong{i}"),
-                     source=f"127.0.1.{i % 30 + 1}")[0]
+                     source=f"127.0.1.{i % 30 + 1}", timeout=120)[0]
         with lock:
             answers.append((time.monotonic(), status))
 

@@ -58,13 +58,13 @@ def raw(port: int, data: bytes, timeout: float = 15,
 
 
 def get(port: int, path: str, host: str | None = "", extra: str = "",
-        method: str = "GET", body: bytes = b"", source: str | None = None
-        ) -> tuple[int, dict, bytes]:
+        method: str = "GET", body: bytes = b"", source: str | None = None,
+        timeout: float = 15) -> tuple[int, dict, bytes]:
     host = host if host != "" else f"127.0.0.1:{port}"
     host_line = f"Host: {host}\r\n" if host is not None else ""
     length = f"Content-Length: {len(body)}\r\n" if method != "GET" else ""
     return raw(port, f"{method} {path} HTTP/1.1\r\n{host_line}{length}{extra}"
-                     f"Connection: close\r\n\r\n".encode() + body, source=source)
+                     f"Connection: close\r\n\r\n".encode() + body, timeout, source)
 
 
 # -- S1 ------------------------------------------------------------------------------
