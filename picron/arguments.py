@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("export", "write all task definitions as JSON", commands.cmd_export)
     sub.add_argument("file", nargs="?", metavar="FILE", help="output file (default: stdout)")
+    sub.add_argument("--secrets", action="store_true",
+                     help="include secret option values (masked otherwise)")
     sub = command("import", "create or update tasks from a JSON export (all or nothing)",
                   commands.cmd_import)
     sub.add_argument("file", metavar="FILE", help="a JSON array of task objects ('-' = stdin)")

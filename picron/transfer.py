@@ -4,14 +4,18 @@ from __future__ import annotations
 import json
 
 from picron.errors import ValidationError
+from picron.tasks import task_json
 
 MAX_IMPORT_TASKS = 10_000
 
 
-def export_tasks(store) -> str:
-    """All tasks in run order as a JSON array (state fields included; import ignores them)."""
-    return json.dumps([task.to_json() for task in store.list_tasks()], indent=2,
-                      ensure_ascii=False) + "\n"
+def export_tasks(app, secrets: bool = False) -> str:
+    """All tasks in run order as a JSON array (state fields included; import ignores them).
+
+    Secret options are masked unless ``secrets`` (``export --secrets``).
+    """
+    return json.dumps([task_json(task, app.registry, secrets) for task in app.store.list_tasks()],
+                      indent=2, ensure_ascii=False) + "\n"
 
 
 def import_tasks(app, text: str, actor: str = "system") -> tuple[int, int]:
@@ -32,9 +36,12 @@ def import_tasks(app, text: str, actor: str = "system") -> tuple[int, int]:
     plan, seen = [], set()
     for position, entry in enumerate(entries, start=1):
         try:
+            stored = None
             if isinstance(entry, dict):
                 entry = {key: value for key, value in entry.items() if key != "id"}
-            spec = app.parse_task(entry)
+                stored = existing.get(str(entry.get("name", "")).strip())
+            # a masked secret (an export without --secrets) keeps the stored value
+            spec = app.parse_task(entry, current=stored.spec if stored else None)
         except ValidationError as error:
             raise ValidationError(f"import: task #{position}: {error.message}",
                                   field=error.field) from None

@@ -155,7 +155,8 @@ def test_modules_list_identifiers_and_schemas(site):
     assert [m["identifier"] for m in modules] == ["boom", "fail", "sleep", "succeed"]
     sleep = modules[2]
     assert sleep["options"]["seconds"] == {"type": "int", "description": "how long",
-                                           "required": True, "default": None}
+                                           "required": True, "default": None,
+                                           "secret": False}
 
 
 def test_nodes(site):
