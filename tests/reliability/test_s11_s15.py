@@ -1,5 +1,5 @@
-"""S11-S14: the served web page against other local accounts, connection floods, login
-guessing over many addresses, and the modes of the files that hold secrets.
+"""S11-S15: the served web page against other local accounts, connection floods, login
+guessing over many addresses; the modes of the files that hold secrets; secret options.
 
 Everything goes over real loopback sockets to a ``picron serve`` subprocess. Addresses of
 127.0.0.0/8 other than 127.0.0.1 stand for other clients (Linux routes the whole block to
@@ -238,3 +238,73 @@ def test_s14_backup_and_export_are_0600_from_creation(lab, command):
     finally:
         os.umask(old)
     assert modes == {0o600}, sorted(oct(m) for m in modes)
+
+
+# -- S15 -----------------------------------------------------------------------------
+
+
+def test_s15_secret_options_are_never_shown_back(lab, serve, figure):
+    import http.server
+    import re
+
+    seen = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            seen.append((self.headers.get("X-Api-Key"), self.headers.get("Authorization")))
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(500)  # a failure: the run's message shows the most
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"nope")
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    secrets = ("hunter2-key", "pa55word")
+    url = f"http://ada:pa55word@127.0.0.1:{hook.server_address[1]}/hook"
+    served = serve()
+    try:
+        status, _, data = served.request("POST", "/api/tasks", body={
+            "name": "hook", "interval": "@daily", "taskmodule": "http",
+            "options": {"url": url, "method": "POST", "body": "{}",
+                        "headers": "X-Api-Key: hunter2-key"}})
+        assert status == 201, data
+        task = json.loads(data)
+        status, _, data = served.request("POST", f"/api/tasks/{task['id']}/run", body={})
+        run_id = json.loads(data)["id"]
+        deadline = time.monotonic() + 60
+        while json.loads(served.request("GET", f"/api/runs/{run_id}")[2])["status"] == "running":
+            assert time.monotonic() < deadline, "the run never finished"
+            time.sleep(0.1)
+        assert seen and seen[0][0] == "hunter2-key"        # it was sent
+        shown = {"API list": served.request("GET", "/api/tasks")[2],
+                 "API task": served.request("GET", f"/api/tasks/{task['id']}")[2],
+                 "API runs": served.request("GET", "/api/runs")[2],
+                 "page list": served.request("GET", "/")[2],
+                 "page edit": served.request("GET", f"/tasks/{task['id']}/edit")[2],
+                 "page history": served.request("GET", "/history")[2]}
+        for argv in (["list"], ["list", "--json"], ["task", "show", "hook"], ["export"],
+                     ["history"]):
+            done = lab.run(*argv)
+            assert done.returncode == 0, done.stderr
+            shown[" ".join(argv)] = (done.stdout + done.stderr).encode()
+        task_shown = json.loads(shown["API task"])
+        status, _, data = served.request("PUT", f"/api/tasks/{task['id']}",
+                                         body={**task_shown, "ordering": 4})
+        assert status == 200
+    finally:
+        hook.shutdown()
+        hook.server_close()
+    shown["server log"] = served.log.read_bytes()
+    leaks = [where for where, value in shown.items()
+             if any(secret.encode() in value for secret in secrets)]
+    assert leaks == []
+    assert lab.run("export", "--secrets").stdout.count("hunter2-key") == 1
+    options = dict(lab.query("select key, value from task_option"))
+    assert options["headers"] == "X-Api-Key: hunter2-key" and options["url"] == url
+    assert re.search(r"\*{8}", shown["API task"].decode())
+    figure(f"secrets in 0 of {len(shown)} outputs (API, pages, CLI, export, run messages, "
+           "server log); a PUT of the placeholders kept both")
