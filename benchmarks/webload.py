@@ -26,6 +26,9 @@ SEQUENTIAL_REQUESTS = 30
 def measure_web(python: str, env: dict[str, str], database: str, seconds: float) -> list[tuple]:
     """Start ``picron serve`` on ``database`` and return the report rows of the web figures."""
     port = _free_port()
+    token = subprocess.run([python, "-m", "picron", "--db", database, "token"], env=env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    auth = f"Bearer {token}"  # every request needs a credential (SPEC §6)
     # The server logs a line per request: a pipe nobody reads would fill up and stall it.
     log = tempfile.TemporaryFile()
     server = subprocess.Popen([python, "-m", "picron", "--db", database, "serve",
@@ -36,13 +39,13 @@ def measure_web(python: str, env: dict[str, str], database: str, seconds: float)
         rows = []
         for path in PATHS:
             for _ in range(3):
-                _get(port, path)  # warm-up
-            times = [_get(port, path)[0] for _ in range(SEQUENTIAL_REQUESTS)]
+                _get(port, path, auth)  # warm-up
+            times = [_get(port, path, auth)[0] for _ in range(SEQUENTIAL_REQUESTS)]
             median = statistics.median(times)
             rows.append((f"GET {path}, 1,000 tasks (one client)",
                          f"{median * 1000:.1f} ms ({min(times) * 1000:.1f}–"
                          f"{max(times) * 1000:.1f})", "-", median * 1000, 50, " ms"))
-        latencies, errors, requests = _load(port, seconds)
+        latencies, errors, requests = _load(port, seconds, auth)
         p99 = percentile(latencies, 0.99) * 1000
         summary = (f"{requests} requests in {seconds:g} s, p50 "
                    f"{percentile(latencies, 0.5) * 1000:.0f} ms, p99 {p99:.0f} ms")
@@ -76,11 +79,12 @@ def _wait_for(port: int, server: subprocess.Popen, log) -> None:
     raise RuntimeError("picron serve did not start listening within 30 s")
 
 
-def _get(port: int, path: str) -> tuple[float, int]:
+def _get(port: int, path: str, auth: str) -> tuple[float, int]:
     started = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("GET", path, headers={"Accept": "application/json, text/html"})
+        conn.request("GET", path, headers={"Accept": "application/json, text/html",
+                                           "Authorization": auth})
         response = conn.getresponse()
         response.read()
         return time.perf_counter() - started, response.status
@@ -88,16 +92,17 @@ def _get(port: int, path: str) -> tuple[float, int]:
         conn.close()
 
 
-def _load(port: int, seconds: float) -> tuple[list[float], int, int]:
+def _load(port: int, seconds: float, auth: str) -> tuple[list[float], int, int]:
     context = multiprocessing.get_context("fork")
     with context.Pool(WORKERS) as pool:
-        parts = pool.starmap(_worker, [(port, seconds, CLIENTS // WORKERS, w)
+        parts = pool.starmap(_worker, [(port, seconds, CLIENTS // WORKERS, w, auth)
                                        for w in range(WORKERS)])
     latencies = [value for part in parts for value in part[0]]
     return latencies, sum(part[1] for part in parts), len(latencies) + sum(p[1] for p in parts)
 
 
-def _worker(port: int, seconds: float, clients: int, worker: int) -> tuple[list[float], int]:
+def _worker(port: int, seconds: float, clients: int, worker: int,
+            auth: str) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = [0]
     deadline = time.monotonic() + seconds
@@ -108,7 +113,7 @@ def _worker(port: int, seconds: float, clients: int, worker: int) -> tuple[list[
             path = PATHS[index % len(PATHS)]
             index += 1
             try:
-                elapsed, status = _get(port, path)
+                elapsed, status = _get(port, path, auth)
             except OSError:
                 errors[0] += 1
                 continue

@@ -12,6 +12,7 @@ import re
 from picron import openapi
 from picron.config import check_node
 from picron.errors import NotFound, UnsupportedMediaType, ValidationError
+from picron.tasks import masked_json_texts, task_json
 from picron.webcore import Request, Response, json_response
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger path id cannot exist
@@ -21,7 +22,7 @@ MAX_COUNTER_STEP = 2**31 - 1
 
 
 def actor(req: Request) -> str:
-    """Who a request acts as, for the audit log: ``web:admin`` or ``web:local``."""
+    """Who a request acts as, for the audit log: ``web:admin`` (password) or ``web:token`` (the API token)."""
     return f"web:{req.user or 'anonymous'}"
 
 
@@ -64,34 +65,35 @@ def _int_arg(req: Request, name: str, default: int, low: int, high: int) -> int:
 
 
 def list_tasks(app, req: Request) -> Response:
-    texts = app.store.list_tasks_json()  # built by SQLite: 1,000 tasks in a few ms
+    texts = masked_json_texts(app.store.list_tasks_json(), app.registry)  # built by SQLite
     return Response(body=f"[{','.join(texts)}]".encode(), content_type="application/json")
 
 
 def create_task(app, req: Request) -> Response:
     spec = app.parse_task(json_body(req))
     task = app.store.add_task(spec, app.clock(), actor=actor(req))
-    return json_response(task.to_json(), 201, {"Location": f"/api/tasks/{task.id}"})
+    return json_response(task_json(task, app.registry), 201,
+                         {"Location": f"/api/tasks/{task.id}"})
 
 
 def get_task(app, req: Request, task_id: str) -> Response:
-    return json_response(app.store.get_task(path_id(task_id)).to_json())
+    return json_response(task_json(app.store.get_task(path_id(task_id)), app.registry))
 
 
 def replace_task(app, req: Request, task_id: str) -> Response:
     """PUT: a full definition; omitted optional fields take their defaults."""
     task = app.store.get_task(path_id(task_id))
-    spec = app.parse_task(json_body(req))
-    return json_response(app.store.update_task(task.id, spec, app.clock(),
-                                               actor=actor(req)).to_json())
+    spec = app.parse_task(json_body(req), current=task.spec)
+    return json_response(task_json(app.store.update_task(task.id, spec, app.clock(),
+                                                         actor=actor(req)), app.registry))
 
 
 def patch_task(app, req: Request, task_id: str) -> Response:
     """PATCH: only the given fields change."""
     task = app.store.get_task(path_id(task_id))
     spec = app.parse_task(json_body(req), base=task.spec)
-    return json_response(app.store.update_task(task.id, spec, app.clock(),
-                                               actor=actor(req)).to_json())
+    return json_response(task_json(app.store.update_task(task.id, spec, app.clock(),
+                                                         actor=actor(req)), app.registry))
 
 
 def delete_task(app, req: Request, task_id: str) -> Response:
@@ -109,7 +111,7 @@ def disable_task(app, req: Request, task_id: str) -> Response:
 
 def _set_active(app, req: Request, task_id: str, active: bool) -> Response:
     task = app.store.set_active(path_id(task_id), active, app.clock(), actor=actor(req))
-    return json_response(task.to_json())
+    return json_response(task_json(task, app.registry))
 
 
 def run_task(app, req: Request, task_id: str) -> Response:

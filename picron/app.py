@@ -56,11 +56,11 @@ class App:
                       default_timeout=self.config.task_timeout,
                       history_days=self.config.history_days, clock=self.clock)
 
-    def parse_task(self, data, base=None):
+    def parse_task(self, data, base=None, current=None):
         """Validate a task definition (see ``picron.tasks.parse_task``)."""
         from picron.tasks import parse_task
 
-        return parse_task(data, self.registry, (self.config.node,), base)
+        return parse_task(data, self.registry, (self.config.node,), base, current)
 
 
 def current_user() -> str:

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("export", "write all task definitions as JSON", commands.cmd_export)
     sub.add_argument("file", nargs="?", metavar="FILE", help="output file (default: stdout)")
+    sub.add_argument("--secrets", action="store_true",
+                     help="include secret option values (masked otherwise)")
     sub = command("import", "create or update tasks from a JSON export (all or nothing)",
                   commands.cmd_import)
     sub.add_argument("file", metavar="FILE",
@@ -111,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also run the due tasks once a minute (hosts without cron)")
 
     command("passwd", "set the web admin password (prompted, or read from stdin)", commands.cmd_passwd)
+
+    sub = command("token", "print the web API token (created on first use)", commands.cmd_token)
+    sub.add_argument("--new", action="store_true",
+                     help="replace the token; the old one stops working at once")
 
     sub = command("check", "exit 1 if run_scheduled has not run here recently", commands.cmd_check)
     sub.add_argument("--max-age", type=_positive_int, default=15, metavar="MINUTES",

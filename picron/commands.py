@@ -65,9 +65,12 @@ def cmd_list(args, app) -> int:
     from picron.output import print_json_array, task_table
 
     if args.json:
-        print_json_array(app.store.list_tasks_json(args.node))
+        from picron.tasks import masked_json_texts
+
+        print_json_array(masked_json_texts(app.store.list_tasks_json(args.node), app.registry))
         return EXIT_OK
-    print(task_table(app.store.list_tasks(args.node), args.node or app.config.node, app.zone))
+    print(task_table(app.store.list_tasks(args.node), args.node or app.config.node, app.zone,
+                     app.registry))
     return EXIT_OK
 
 
@@ -116,9 +119,11 @@ def cmd_task_add(args, app) -> int:
     from picron.app import current_user
     from picron.output import print_json
 
+    from picron.tasks import task_json
+
     spec = app.parse_task({"name": args.name, **_definition(args)})
     task = app.store.add_task(spec, app.clock(), actor=f"cli:{current_user()}")
-    print_json(task.to_json())
+    print_json(task_json(task, app.registry))
     return EXIT_OK
 
 
@@ -126,20 +131,24 @@ def cmd_task_edit(args, app) -> int:
     from picron.app import current_user
     from picron.output import print_json
 
+    from picron.tasks import task_json
+
     task = app.store.find_task(args.name)
     data = _definition(args)
     if args.rename is not None:
         data["name"] = args.rename
     spec = app.parse_task(data, base=task.spec)
     task = app.store.update_task(task.id, spec, app.clock(), actor=f"cli:{current_user()}")
-    print_json(task.to_json())
+    print_json(task_json(task, app.registry))
     return EXIT_OK
 
 
 def cmd_task_show(args, app) -> int:
     from picron.output import print_json
 
-    print_json(app.store.find_task(args.name).to_json())
+    from picron.tasks import task_json
+
+    print_json(task_json(app.store.find_task(args.name), app.registry))
     return EXIT_OK
 
 
@@ -241,7 +250,7 @@ def cmd_stats(args, app) -> int:
 def cmd_export(args, app) -> int:
     from picron.transfer import export_tasks, write_private
 
-    text = export_tasks(app.store)
+    text = export_tasks(app, secrets=args.secrets)
     if args.file:
         try:
             write_private(args.file, text)
@@ -282,6 +291,13 @@ def cmd_passwd(args, app) -> int:
 
     set_password(app.store, read_new_password())
     print("admin password set; the web page now requires a login")
+    return EXIT_OK
+
+
+def cmd_token(args, app) -> int:
+    from picron.auth import api_token
+
+    print(api_token(app.store, new=args.new))
     return EXIT_OK
 
 

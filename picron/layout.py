@@ -51,7 +51,7 @@ def layout(req: Request, title: str, body: Raw, app=None) -> Raw:
         for href, label in NAV))
     logout = render('<form class="logout" method="post" action="/logout">$csrf'
                     '<button class="link">Log out</button></form>', csrf=csrf_field(req)) \
-        if req.user == "admin" else Raw("")
+        if req.user is not None else Raw("")
     return render(_PAGE, title=title, nav=nav, logout=logout, body=body,
                   banner=_banner(app) if app is not None else Raw(""))
 

@@ -50,12 +50,15 @@ def _one_line(value: object) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def task_table(tasks: list[Task], node: str, zone: tzinfo) -> str:
+def task_table(tasks: list[Task], node: str, zone: tzinfo, registry) -> str:
+    from picron.tasks import mask_options, module_or_none  # not on the idle tick's path
+
     if not tasks:
         return "no tasks defined (add one with 'picron task add')"
     rows = []
     for task in tasks:
-        options = ", ".join(f"{k}={v}" for k, v in sorted(task.options.items()))
+        shown = mask_options(task.options, module_or_none(registry, task.taskmodule))
+        options = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
         next_run = task.next_runs.get(node) or min(task.next_runs.values())
         rows.append(["yes" if task.active else "no", task.id, task.name, task.interval,
                      task.taskmodule, ",".join(task.nodes), options or "-",

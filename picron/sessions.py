@@ -6,6 +6,7 @@ secret ever reaches the database. Time comes from the injected clock (SPEC-style
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import threading
@@ -16,9 +17,10 @@ from datetime import datetime, timedelta
 from typing import Callable
 from urllib.parse import quote, urlsplit
 
-from picron.auth import ADMIN_USER, PasswordChecker, password_hash
+from picron.auth import (ADMIN_USER, PasswordChecker, password_hash, stored_token,
+                          token_matches)
 from picron.errors import TooManyRequests, Unauthorized
-from picron.webcore import Request, Response, html_response, redirect, render
+from picron.webcore import Raw, Request, Response, html_response, redirect, render
 
 SESSION_COOKIE = "picron_session"
 CSRF_COOKIE = "picron_csrf"
@@ -43,7 +45,9 @@ class Session:
     user: str
     csrf_token: str
     last_seen: datetime
-    password_hash: str = ""  # the hash it logged in with: a new password ends the session
+    # What it logged in with (the password's hash, or a digest of the API token):
+    # a new password or a new token ends the sessions opened with the old one.
+    credential: str = ""
 
 
 class SessionStore:
@@ -57,10 +61,10 @@ class SessionStore:
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
-    def create(self, user: str, password_hash: str = "") -> Session:
+    def create(self, user: str, credential: str = "") -> Session:
         """A new session with a new id and CSRF token (never reuses a presented id)."""
         session = Session(id=new_token(), user=user, csrf_token=new_token(),
-                          last_seen=self.clock(), password_hash=password_hash)
+                          last_seen=self.clock(), credential=credential)
         with self._lock:
             self._sessions[session.id] = session
             while len(self._sessions) > self.limit:
@@ -89,19 +93,28 @@ class SessionStore:
 
 
 class LoginLimiter:
-    """Counts failed logins per client address; refuses a client after too many.
+    """Limits failed logins per client address and across all addresses (SPEC §6).
 
-    ``max_failures`` failures within ``window`` block that client until the oldest of
-    them leaves the window. Memory is bounded: at most ``max_clients`` addresses.
+    Per address: each failure slows that address's next answers, and ``max_failures``
+    failures within ``window`` block it until the oldest leaves the window. Across all
+    addresses: at most ``global_max`` wrong guesses are answered within ``global_window``;
+    beyond that a failing address is refused without a check, and a wrong guess is
+    answered 429 instead of 401. An address that has not itself been failing still has
+    its password checked, so the right password is never locked out by others. Memory
+    is bounded: at most ``max_clients`` addresses.
     """
 
     def __init__(self, clock: Callable[[], datetime], max_failures: int = 5,
-                 window: timedelta = timedelta(minutes=15), max_clients: int = 10000) -> None:
+                 window: timedelta = timedelta(minutes=15), max_clients: int = 10000,
+                 global_max: int = 30, global_window: timedelta = timedelta(minutes=1)) -> None:
         self.clock = clock
         self.max_failures = max_failures
         self.window = window
         self.max_clients = max_clients
+        self.global_max = global_max
+        self.global_window = global_window
         self._failures: OrderedDict[str, deque] = OrderedDict()
+        self._answered: deque = deque()  # when each answered wrong guess was answered
         self._lock = threading.Lock()
 
     def retry_after(self, client: str) -> int:
@@ -109,11 +122,19 @@ class LoginLimiter:
         now = self.clock()
         with self._lock:
             times = self._recent(client, now)
-            if len(times) < self.max_failures:
-                return 0
-            return max(1, int((times[0] + self.window - now).total_seconds()) + 1)
+            if len(times) >= self.max_failures:
+                return _seconds(times[0] + self.window - now)
+            if times and self._global_full(now):
+                return _seconds(self._answered[0] + self.global_window - now)
+            return 0
 
-    def failed(self, client: str) -> None:
+    def failures(self, client: str) -> int:
+        """How many times ``client`` failed within the window (its slowing factor)."""
+        with self._lock:
+            return len(self._recent(client, self.clock()))
+
+    def failed(self, client: str) -> bool:
+        """Count a wrong guess; returns whether it may be answered as one (global budget)."""
         now = self.clock()
         with self._lock:
             times = self._recent(client, now)
@@ -122,6 +143,10 @@ class LoginLimiter:
             self._failures.move_to_end(client)
             while len(self._failures) > self.max_clients:
                 self._failures.popitem(last=False)
+            if self._global_full(now):
+                return False
+            self._answered.append(now)
+            return True
 
     def succeeded(self, client: str) -> None:
         with self._lock:
@@ -132,6 +157,20 @@ class LoginLimiter:
         while times and now - times[0] >= self.window:
             times.popleft()
         return times
+
+    def _global_full(self, now: datetime) -> bool:
+        while self._answered and now - self._answered[0] >= self.global_window:
+            self._answered.popleft()
+        return len(self._answered) >= self.global_max
+
+
+def _seconds(delta: timedelta) -> int:
+    return max(1, int(delta.total_seconds()) + 1)
+
+
+def token_credential(token: str) -> str:
+    """What a session opened with the API token remembers of it (a digest, not the token)."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def parse_cookies(header: str | None) -> dict[str, str]:
@@ -160,7 +199,16 @@ def safe_next(value: str | None) -> str:
 
 _LOGIN = """<section class="login">
 <h1>Log in</h1>
-$message<form method="post" action="/login">
+$message$password<form method="get" action="/login">
+<input type="hidden" name="next" value="$next">
+<p>Open the login link that <code>picron serve</code> printed when it started, or paste the
+API token that <code>picron token</code> prints.</p>
+<p><label for="login-token">API token</label>
+<input id="login-token" type="password" name="token" autocomplete="off" required></p>
+<p><button$primary>Log in with the token</button></p>
+</form>
+</section>"""
+_PASSWORD_FORM = """<form method="post" action="/login">
 <input type="hidden" name="csrf_token" value="$csrf">
 <input type="hidden" name="next" value="$next">
 <p><label for="login-user">User</label>
@@ -170,13 +218,15 @@ $message<form method="post" action="/login">
  required autofocus></p>
 <p><button class="primary">Log in</button></p>
 </form>
-</section>"""
+"""
+TOKEN_USER = "token"  # who a request authenticated by the API token acts as (audit log)
 
 
 class Logins:
-    """Checks passwords and runs the login form and logout; ``picron.site`` routes to them.
+    """Checks passwords and tokens, runs the login page and logout; ``picron.site`` routes here.
 
-    ``failed_login_delay`` (seconds) slows every failed login, form or HTTP Basic alike.
+    ``failed_login_delay`` (seconds) slows every failed login, form, token or HTTP Basic
+    alike, once more for each recent failure of the same address.
     """
 
     def __init__(self, clock: Callable[[], datetime],
@@ -187,33 +237,66 @@ class Logins:
         self.failed_login_delay = failed_login_delay
 
     def check(self, client: str, user: str, password: str, stored: str) -> None:
-        """Verify a login; raises ``TooManyRequests`` or (after a delay) ``Unauthorized``.
+        """Verify a password login; raises ``TooManyRequests`` or ``Unauthorized``."""
+        self._attempt(client, lambda: self.checker.check(
+            user, password, stored, admit=lambda: not self.limiter.retry_after(client)),
+            "wrong user name or password")
 
-        Every wrong login gets the same answer and the same delay.
+    def _attempt(self, client: str, verify: Callable[[], bool | None], wrong: str) -> None:
+        """Run ``verify`` under the login limits (``LoginLimiter``).
+
+        Every wrong login of an address gets the same answer after the same delay;
+        over the global budget it is 429, like an address refused without a check.
         """
         wait = self.limiter.retry_after(client)
         if wait:
             raise TooManyRequests(f"too many failed logins; try again in {wait} seconds")
-        if self.checker.check(user, password, stored):
+        verdict = verify()
+        if verdict is None:  # the limits were reached while it waited for its turn
+            raise TooManyRequests("too many failed logins; try again in a minute")
+        if verdict:
             self.limiter.succeeded(client)
             return
-        self.limiter.failed(client)
-        time.sleep(self.failed_login_delay)
-        raise Unauthorized("wrong user name or password")
+        answered = self.limiter.failed(client)
+        time.sleep(self.failed_login_delay * self.limiter.failures(client))
+        if not answered:
+            raise TooManyRequests("too many failed logins; try again in a minute")
+        raise Unauthorized(wrong)
 
-    def session(self, req: Request, stored: str) -> Session | None:
-        """The request's live session, if it logged in with the current password."""
+    def session(self, req: Request, stored: str | None, token: str | None) -> Session | None:
+        """The request's live session, if it logged in with the current password or token."""
         session = self.sessions.get(req.cookies.get(SESSION_COOKIE))
-        return session if session is not None and session.password_hash == stored else None
+        if session is None:
+            return None
+        valid = (stored is not None and session.credential == stored) or \
+            (token is not None and session.credential == token_credential(token))
+        return session if valid else None
 
     def page(self, app, req: Request, message: str = "", status: int = 200) -> Response:
-        """GET /login: the form (or, when logged in already, where ``next`` points)."""
+        """GET /login: the form; ``?token=`` logs in with the API token (the printed link).
+
+        When logged in already it goes where ``next`` points.
+        """
         from picron.layout import layout
 
         target = safe_next(req.arg("next") or req.field("next"))
-        if req.user is not None:
+        presented = req.arg("token")
+        if presented is not None and req.method in ("GET", "HEAD") and req.user is None:
+            token = stored_token(app.store)
+            try:
+                self._attempt(req.client, lambda: token_matches(presented, token),
+                              "wrong API token")
+            except Unauthorized as error:
+                message, status = error.message, 401
+            else:
+                return self._start(req, TOKEN_USER, token_credential(token), target)
+        elif req.user is not None:
             return redirect(target)
-        body = render(_LOGIN, csrf=req.csrf_token, next=target,
+        has_password = password_hash(app.store) is not None
+        password = render(_PASSWORD_FORM, csrf=req.csrf_token, next=target) \
+            if has_password else Raw("")
+        body = render(_LOGIN, password=password, next=target,
+                      primary=Raw("" if has_password else ' class="primary"'),
                       message=render('<p class="error-message" role="alert">$m</p>\n', m=message)
                       if message else "")
         return html_response(layout(req, "Log in", body), status)
@@ -227,9 +310,12 @@ class Logins:
             self.check(req.client, req.field("user") or "", req.field("password") or "", stored)
         except Unauthorized as error:
             return self.page(app, req, error.message, 401)
+        return self._start(req, ADMIN_USER, stored, safe_next(req.field("next")))
+
+    def _start(self, req: Request, user: str, credential: str, target: str) -> Response:
         self.sessions.delete(req.cookies.get(SESSION_COOKIE))
-        session = self.sessions.create(ADMIN_USER, stored)
-        response = redirect(safe_next(req.field("next")))
+        session = self.sessions.create(user, credential)
+        response = redirect(target)
         response.cookies.append(cookie(SESSION_COOKIE, session.id))
         return response
 

@@ -13,11 +13,17 @@ PATCH, DELETE):
   ``X-CSRF-Token``) equal to the expected one passes. The expected token is the
   session's when logged in with the session cookie; otherwise it is the double-submit
   cookie ``picron_csrf`` (HttpOnly, SameSite=Strict) that every response sets;
-* a call authenticated by HTTP Basic, or any call while no password is set, needs no
-  token if it is a PUT, PATCH or DELETE, or a POST with ``Content-Type:
-  application/json``: other sites can send none of these without a CORS preflight,
-  which this server never grants (a cross-site form or ``no-cors`` fetch can only
-  POST form, multipart or text bodies, or none). Everything else → 403, nothing changes.
+* a call authenticated by the API token (``Authorization: Bearer``) needs no CSRF
+  token: a browser never adds that header by itself;
+* a call authenticated by HTTP Basic needs no token if it is a PUT, PATCH or DELETE, or
+  a POST with ``Content-Type: application/json``: other sites can send none of these
+  without a CORS preflight, which this server never grants (a cross-site form or
+  ``no-cors`` fetch can only POST form, multipart or text bodies, or none). Everything
+  else → 403, nothing changes.
+
+Every request needs a credential (SPEC §6), also on loopback without a password: the
+API token, a session cookie (from the token's login link or the password), or HTTP
+Basic once a password is set. Only the login page and static files answer without one.
 """
 from __future__ import annotations
 
@@ -30,12 +36,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote_to_bytes, urlsplit
 
 from picron import api, pages
-from picron.auth import ADMIN_USER, parse_basic, password_hash
+from picron.auth import (ADMIN_USER, parse_basic, parse_bearer, password_hash, stored_token,
+                         token_matches)
 from picron.background import BackgroundRuns
 from picron.errors import (Forbidden, MethodNotAllowed, NotFound, PicronError, Unauthorized,
-                           ValidationError)
-from picron.sessions import (CSRF_COOKIE, FAILED_LOGIN_DELAY, Logins, cookie, is_token,
-                             new_token, parse_cookies)
+                           UnsupportedMediaType, ValidationError)
+from picron.sessions import (CSRF_COOKIE, FAILED_LOGIN_DELAY, TOKEN_USER, Logins, cookie,
+                             is_token, new_token, parse_cookies)
 from picron.webcore import Request, Response, html_response, json_response, redirect, render
 
 logger = logging.getLogger(__name__)
@@ -62,6 +69,7 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 MAX_QUERY_FIELDS = 100
 MAX_FORM_FIELDS = 1000
 _UNSAFE_HEADER = re.compile(r"[^\x20-\x7e\t]")
+_TOKEN_PARAMETER = re.compile(r"((?:^|[?&;])token=)[^&;\s\"]*", re.IGNORECASE)
 
 
 
@@ -158,9 +166,13 @@ class Site:
         kind = self._authenticate(app, req)
         if kind is None and handler not in self.public:
             if is_api(req.path):
-                raise Unauthorized("log in first: a session cookie, or HTTP Basic with user "
-                                   f"{ADMIN_USER}")
+                raise Unauthorized("log in first: send Authorization: Bearer with the API "
+                                   "token (picron token prints it), or a session cookie")
             return redirect("/login?next=" + quote(_target(req), safe="/"))
+        if is_api(req.path) and req.method in STATE_CHANGING and _declares_body(req) \
+                and not api.is_json(req):
+            raise UnsupportedMediaType("the request body must be JSON "
+                                       "(Content-Type: application/json)")
         parse_body(req)
         if req.method not in STATE_CHANGING:
             return handler(app, req, **params)
@@ -198,7 +210,8 @@ class Site:
         if is_api(req.path):
             response = json_response(error.to_json(), error.http_status)
             if isinstance(error, Unauthorized):
-                response.headers["WWW-Authenticate"] = 'Basic realm="picron", charset="UTF-8"'
+                response.headers["WWW-Authenticate"] = \
+                    'Bearer realm="picron", Basic realm="picron", charset="UTF-8"'
         else:
             try:
                 response = pages.error_page(req, error.http_status, error.message)
@@ -232,20 +245,25 @@ class Site:
                                   "config to allow it", field="host")
 
     def _authenticate(self, app: RequestApp, req: Request) -> str | None:
-        """Set ``req.user`` (and the session's CSRF token); returns how the user logged in.
+        """Set ``req.user`` (and the session's CSRF token); returns how the request logged in.
 
-        ``"local"`` while no password is set, ``"session"``, ``"basic"``, or None.
+        ``"token"`` (``Authorization: Bearer``), ``"session"``, ``"basic"`` (only once a
+        password is set), or None: SPEC §6 trusts no request for where it comes from.
         """
+        token = stored_token(app.store)
+        presented = parse_bearer(req.headers.get("authorization"))
+        if presented is not None:
+            if not token_matches(presented, token):
+                raise Unauthorized("wrong API token (picron token prints the current one)")
+            req.user = TOKEN_USER
+            return "token"
         stored = password_hash(app.store)
-        if stored is None:
-            req.user = "local"
-            return "local"
-        session = self.logins.session(req, stored)
+        session = self.logins.session(req, stored, token)
         if session is not None:
             req.user, req.csrf_token = session.user, session.csrf_token
             return "session"
         credentials = parse_basic(req.headers.get("authorization"))
-        if credentials is not None:
+        if credentials is not None and stored is not None:
             self.logins.check(req.client, *credentials, stored)
             req.user = ADMIN_USER
             return "basic"
@@ -257,15 +275,17 @@ class Site:
             raise Forbidden("cross-site request refused")
         if req.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
             raise Forbidden("cross-site request refused")
+        if kind == "token":
+            return  # browsers never add an Authorization: Bearer header by themselves
         token = req.headers.get("x-csrf-token") or req.field("csrf_token") or ""
         if token and hmac.compare_digest(token.encode("utf-8", "replace"),
                                          req.csrf_token.encode()):
             return
-        if kind in ("basic", "local") and (req.method != "POST" or api.is_json(req)):
+        if kind == "basic" and (req.method != "POST" or api.is_json(req)):
             return
         if is_api(req.path):
             raise Forbidden("missing or wrong CSRF token: send the X-CSRF-Token header, or "
-                            "Content-Type: application/json with HTTP Basic or no password")
+                            "use Authorization: Bearer with the API token")
         raise Forbidden("missing or wrong CSRF token; reload the page and try again")
 
 
@@ -337,6 +357,11 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _declares_body(req: Request) -> bool:
+    """Whether the request carries a body, or says what type its (empty) body has."""
+    return bool(req.body) or "content-type" in req.headers
+
+
 def is_api(path: str) -> bool:
     """Whether errors at ``path`` are answered in JSON."""
     return path == "/api" or path.startswith("/api/") or path == "/metrics"
@@ -378,6 +403,8 @@ def _same_origin(origin: str, host: str) -> bool:
 
 
 def printable(text: str) -> str:
-    """``text`` with every control character escaped: one log line stays one line."""
+    """``text`` for a log line: control characters escaped (one log line stays one line)
+    and the API token of a login link (``token=...``) masked."""
+    text = _TOKEN_PARAMETER.sub(r"\1********", text[:2000])
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode()
-                   for ch in text[:2000])
+                   for ch in text)

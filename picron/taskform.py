@@ -17,6 +17,7 @@ from picron.errors import PicronError, ValidationError
 from picron.layout import csrf_field, page, reading, task_anchor, task_zone, time_tag
 from picron.records import Task
 from picron.schedule import upcoming, validate_interval
+from picron.tasks import mask_options, module_or_none
 from picron.webcore import Raw, Request, Response, escape, redirect, render
 
 PREVIEW_COUNT = 5
@@ -97,7 +98,8 @@ def edit_task(app, req: Request, task_id: str) -> Response:
               "retry_if_failed": task.retry_if_failed,
               "max_retries": "" if task.max_retries is None else str(task.max_retries),
               "timeout": "" if task.timeout is None else str(task.timeout),
-              "options": dict(task.options)}
+              "options": mask_options(task.options, module_or_none(app.registry,
+                                                                  task.taskmodule))}
     return _form(app, req, values, task)
 
 
@@ -108,7 +110,7 @@ def save_task(app, req: Request, task_id: str) -> Response:
     if req.field("change_module"):
         return _form(app, req, values, task)
     try:
-        spec = app.parse_task(form_data(app, values, new=False))
+        spec = app.parse_task(form_data(app, values, new=False), current=task.spec)
         task = app.store.update_task(task.id, spec, app.clock(), actor=actor(req))
     except PicronError as error:
         if error.http_status not in (400, 409):

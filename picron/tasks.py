@@ -2,17 +2,25 @@
 
 ``parse_task`` turns raw values into a ``TaskSpec`` or raises a ``ValidationError``
 naming the field (SPEC §1); the store only ever sees validated definitions.
+
+Secret options (SPEC §5) are masked here too, in one place each way: every output of a
+task's options goes through ``mask_options``, and ``parse_task`` turns a placeholder that
+is sent back into the stored value.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from picron.config import check_node
 from picron.errors import ValidationError
-from picron.modules import Registry
+from picron.modules import Registry, TaskModule
 from picron.records import TaskSpec
 from picron.schedule import get_zone, validate_interval
 
+PLACEHOLDER = "********"
+# the password of a URL's user:password@ (SPEC §5: a secret wherever it appears)
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:)([^/?#@]+)@")
 MAX_NAME_LENGTH = 64
 MAX_NODES = 100
 MAX_INT = 2**31 - 1
@@ -25,13 +33,15 @@ EDITABLE_FIELDS = ("name", "active", "ordering", "interval", "timezone", "nodes"
 
 
 def parse_task(data: object, registry: Registry, default_nodes: tuple[str, ...],
-               base: TaskSpec | None = None) -> TaskSpec:
+               base: TaskSpec | None = None, current: TaskSpec | None = None) -> TaskSpec:
     """Validate ``data`` (a dict of SPEC §1 fields) into a ``TaskSpec``.
 
     Without ``base`` it is a complete definition: ``name``, ``interval`` and
     ``taskmodule`` are required and the rest take their defaults. With ``base`` only
     the given fields change (a partial edit); options are re-checked against the module.
-    Raises ``ValidationError`` naming the first bad field.
+    ``current`` (default ``base``) is the stored definition being replaced: an option
+    sent back masked keeps its stored value. Raises ``ValidationError`` naming the
+    first bad field.
     """
     if not isinstance(data, dict):
         raise ValidationError("the task must be a JSON object")
@@ -50,8 +60,72 @@ def parse_task(data: object, registry: Registry, default_nodes: tuple[str, ...],
         values[key] = _CHECKS[key](value)
     module = registry.get(values["taskmodule"])
     values["taskmodule"] = module.identifier
-    values["options"] = module.validate_options(values.get("options") or {})
+    options = values.get("options") or {}
+    current = current or base
+    if current is not None and isinstance(options, dict):
+        options = unmask_options(options, current.options, module)
+    values["options"] = module.validate_options(options)
     return TaskSpec(**values)
+
+
+def mask_value(value: str, secret: bool) -> str:
+    """What may be shown of an option value: a secret as ``PLACEHOLDER``, a URL without
+    its password."""
+    if secret:
+        return PLACEHOLDER if value else value
+    return _URL_PASSWORD.sub(lambda match: f"{match[1]}{PLACEHOLDER}@", value)
+
+
+def mask_options(options: dict[str, str], module: type[TaskModule] | None) -> dict[str, str]:
+    """``options`` as every output shows them (API, CLI, export, page, logs)."""
+    schema = module.options if module is not None else {}
+    return {key: mask_value(value, key in schema and schema[key].secret)
+            for key, value in options.items()}
+
+
+def unmask_options(options: dict, stored: dict[str, str],
+                   module: type[TaskModule]) -> dict:
+    """``options`` with every value that equals the masked stored one put back as stored."""
+    shown = mask_options(stored, module)
+    return {key: stored[key] if key in stored and value == shown[key] else value
+            for key, value in options.items()}
+
+
+def task_json(task, registry: Registry, secrets: bool = False) -> dict:
+    """The SPEC §1 object of a stored task, secrets masked unless ``secrets``."""
+    data = task.to_json()
+    if not secrets:
+        data["options"] = mask_options(data["options"], module_or_none(registry, task.taskmodule))
+    return data
+
+
+def masked_json_texts(texts: list[str], registry: Registry) -> list[str]:
+    """Task objects serialised elsewhere (the store's fast list), secrets masked.
+
+    Only a text that may hold a secret is decoded again, so the fast path stays fast.
+    """
+    import json
+
+    secret = {name for module in registry.modules.values()
+              for name, option in module.options.items() if option.secret}
+    keys = tuple(f'"{name}":' for name in secret)
+    out = []
+    for text in texts:
+        if "@" in text or any(key in text for key in keys):
+            data = json.loads(text)
+            data["options"] = mask_options(data["options"],
+                                           module_or_none(registry, data["taskmodule"]))
+            text = json.dumps(data, ensure_ascii=False)
+        out.append(text)
+    return out
+
+
+def module_or_none(registry: Registry, identifier: str) -> type[TaskModule] | None:
+    """The installed module, or None for a task of a module that is not installed."""
+    try:
+        return registry.get(identifier)
+    except ValidationError:
+        return None
 
 
 def check_name(value: object) -> str:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from picron.config import check_node
 from picron.errors import ValidationError
 from picron.schedule import parse_instant
-from picron.tasks import EDITABLE_FIELDS, READ_ONLY_FIELDS
+from picron.tasks import EDITABLE_FIELDS, READ_ONLY_FIELDS, task_json
 
 MAX_IMPORT_TASKS = 10_000
 # The keys of privacyIDEA's PeriodicTask.get() (privacyidea/models/periodictask.py).
@@ -41,10 +41,13 @@ class ImportSummary:
                 f"{self.unchanged} unchanged)")
 
 
-def export_tasks(store) -> str:
-    """All tasks in run order as a JSON array (state fields included; import ignores them)."""
-    return json.dumps([task.to_json() for task in store.list_tasks()], indent=2,
-                      ensure_ascii=False) + "\n"
+def export_tasks(app, secrets: bool = False) -> str:
+    """All tasks in run order as a JSON array (state fields included; import ignores them).
+
+    Secret options are masked unless ``secrets`` (``export --secrets``).
+    """
+    return json.dumps([task_json(task, app.registry, secrets) for task in app.store.list_tasks()],
+                      indent=2, ensure_ascii=False) + "\n"
 
 
 def write_private(path: str, text: str) -> None:
@@ -88,13 +91,16 @@ def import_tasks(app, text: str, actor: str = "system") -> ImportSummary:
     entries, from_privacyidea = _entries(document)
     if len(entries) > MAX_IMPORT_TASKS:
         raise ValidationError(f"import: more than {MAX_IMPORT_TASKS} tasks")
+    # read for masked secrets only (an export without --secrets keeps the stored value);
+    # _apply reads the tasks again inside its write transaction
+    existing = {task.name: task for task in app.store.list_tasks()}
     plan, seen = [], set()
     for position, entry in enumerate(entries, start=1):
         where = f"import: task #{position}"
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
             where += f" ({entry['name'].strip()[:64]!r})"
         try:
-            spec, last_runs = _parse_entry(app, entry, from_privacyidea)
+            spec, last_runs = _parse_entry(app, entry, from_privacyidea, existing)
         except ValidationError as error:
             raise ValidationError(f"{where}: {error.message}", field=error.field) from None
         if spec.name in seen:
@@ -137,7 +143,7 @@ def _privacyidea_shaped(entry: object) -> bool:
             and not _PICRON_ONLY_FIELDS.intersection(entry))
 
 
-def _parse_entry(app, entry: object, from_privacyidea: bool):
+def _parse_entry(app, entry: object, from_privacyidea: bool, existing: dict):
     """A validated ``TaskSpec`` and the last runs to keep (privacyIDEA's only)."""
     if not isinstance(entry, dict):
         raise ValidationError("must be a JSON object")
@@ -146,7 +152,9 @@ def _parse_entry(app, entry: object, from_privacyidea: bool):
         if unknown:
             raise ValidationError(f"{unknown[0]}: not a field of privacyIDEA's periodic tasks",
                                   field=str(unknown[0])[:64])
-    spec = app.parse_task({key: value for key, value in entry.items() if key != "id"})
+    stored = existing.get(str(entry.get("name", "")).strip())
+    spec = app.parse_task({key: value for key, value in entry.items() if key != "id"},
+                          current=stored.spec if stored else None)
     if not from_privacyidea:
         return spec, {}
     return spec, _last_runs(entry.get("last_runs"), spec.nodes)

@@ -3,7 +3,8 @@
 ``http.server``'s defaults fail under load and abuse (a listen backlog of 5, no
 timeouts, one thread per connection without limit, a trusted ``Content-Length``), so
 this module sets every limit: backlog 128, at most ``MAX_CONNECTIONS`` connection
-threads (more get 503 at once), ``REQUEST_TIMEOUT`` seconds to send a request's head
+threads (more get 503 at once) and ``MAX_PER_CLIENT`` of them per client address (more
+from that address are closed at once, so one client cannot starve the others), ``REQUEST_TIMEOUT`` seconds to send a request's head
 and again its body (a slowloris client is cut off however slowly it trickles), 1 MiB
 bodies with an exact ``Content-Length``. SIGTERM stops accepting, lets requests in
 flight finish (up to ``SHUTDOWN_GRACE`` seconds) and returns 0.
@@ -22,7 +23,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from picron.auth import password_hash
+from picron.auth import api_token, password_hash
 from picron.errors import (ConfigError, LengthRequired, PayloadTooLarge, PicronError,
                            ValidationError)
 from picron.site import SECURITY_HEADERS, Site, is_api, parse_target, printable
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 1 << 20
 REQUEST_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256  # room for 200 stalled clients (W2) plus the real ones
+MAX_PER_CLIENT = 32  # connections one client address may hold (SPEC §6)
 SHUTDOWN_GRACE = 5.0
 LINGER_SECONDS = 1.0
 SCHEDULER_PERIOD = 60.0
@@ -102,7 +104,25 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         self._reader.deadline = time.monotonic() + self.timeout
         self._started = time.monotonic()
+        self.path = ""  # not the previous request's, should this one's line be refused
         super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # "GET /": an answer without status line
+            self.send_error(HTTPStatus.BAD_REQUEST, "the request line needs an HTTP version")
+            return False
+        return True
+
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue``: refuse a bad ``Content-Length`` before inviting the body."""
+        try:
+            self._body_length()
+        except PicronError as error:
+            self._refuse(error)
+            return False
+        return super().handle_expect_100()
 
     def dispatch(self) -> None:
         self.server.request_started()
@@ -127,22 +147,29 @@ class Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         """Exactly ``Content-Length`` bytes, after checking it; never more than 1 MiB."""
+        length = self._body_length()
+        if not length:
+            return b""
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise ValidationError("the request body is shorter than its Content-Length")
+        return body
+
+    def _body_length(self) -> int:
+        """The checked ``Content-Length`` (0 without one); 411, 400 or 413 if it is bad."""
         if self.headers.get("Transfer-Encoding") is not None:
             raise LengthRequired("chunked request bodies are not supported: send Content-Length")
         lengths = self.headers.get_all("Content-Length") or []
         if not lengths:
             if self.command in ("POST", "PUT", "PATCH"):
                 raise LengthRequired("Content-Length required (send a body, even an empty one)")
-            return b""
+            return 0
         text = lengths[0].strip()
         if len(set(lengths)) > 1 or not text.isascii() or not text.isdigit():
             raise ValidationError("invalid Content-Length")
         if len(text) > 9 or int(text) > MAX_BODY:
             raise PayloadTooLarge("request body over 1 MiB")
-        body = self.rfile.read(int(text))
-        if len(body) < int(text):
-            raise ValidationError("the request body is shorter than its Content-Length")
-        return body
+        return int(text)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None):
         """http.server's own refusals (400, 414, 431, 501) in picron's format and headers."""
@@ -152,9 +179,15 @@ class Handler(BaseHTTPRequestHandler):
         self._refuse(error)
 
     def _refuse(self, error: PicronError) -> None:
-        """Answer a request whose body was not read, then close the connection."""
+        """Answer a request whose body was not read, then close the connection.
+
+        Always with a status line and headers, also when the request line was too long,
+        garbage or of another HTTP version (http.server would then send a bare body).
+        """
         site = self.server.site
-        path = getattr(self, "path", "") or "/"
+        if not str(getattr(self, "request_version", "")).startswith("HTTP/1."):
+            self.request_version = "HTTP/1.0"
+        path = getattr(self, "path", None) or _target_of(getattr(self, "raw_requestline", b""))
         req = Request(method=self.command or "GET", path=path if is_api(path) else "/")
         self.close_connection = self._linger = True
         self._write(site.secure(site.error_response(req, error)))
@@ -206,6 +239,12 @@ class Handler(BaseHTTPRequestHandler):
         logger.info("%s %s", self.client_address[0], printable(format % args))
 
 
+def _target_of(request_line: bytes) -> str:
+    """The target of a request line that was not parsed (e.g. too long), or "/"."""
+    words = request_line[:1024].split()
+    return words[1].decode("latin-1") if len(words) > 1 else "/"
+
+
 class Server(ThreadingHTTPServer):
     """A threading HTTP server with a real backlog, a thread cap and in-flight tracking."""
 
@@ -215,11 +254,14 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], site: Site, *,
                  request_timeout: float = REQUEST_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS,
+                 max_per_client: int = MAX_PER_CLIENT) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.site = site
         self.request_timeout = request_timeout
         self.stopping = False
+        self.max_per_client = max_per_client
+        self._per_client: dict[str, int] = {}  # open connections by client address
         self._slots = threading.BoundedSemaphore(max_connections)
         self._in_flight = 0
         self._idle = threading.Condition()
@@ -231,13 +273,23 @@ class Server(ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
     def process_request(self, request, client_address) -> None:
+        client = client_address[0]
+        with self._idle:
+            crowded = self._per_client.get(client, 0) >= self.max_per_client
+            if not crowded:
+                self._per_client[client] = self._per_client.get(client, 0) + 1
+        if crowded:
+            self.shutdown_request(request)  # SPEC §6: that client's extra connections
+            return
         if not self._slots.acquire(blocking=False):
+            self._left(client)
             self._refuse(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
             self._slots.release()
+            self._left(client)
             raise
 
     def process_request_thread(self, request, client_address) -> None:
@@ -245,6 +297,13 @@ class Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+            self._left(client_address[0])
+
+    def _left(self, client: str) -> None:
+        with self._idle:
+            count = self._per_client.pop(client) - 1
+            if count:
+                self._per_client[client] = count
 
     def _refuse(self, request: socket.socket) -> None:
         body = b"the server is busy; try again\n"
@@ -329,6 +388,7 @@ def serve(app, listen: str | None = None, scheduler: bool = False) -> int:
                               "serves loopback addresses only; run 'picron passwd' first",
                               field="listen")
     _configure_logging()
+    token = api_token(app.store)  # created on first use: before anyone can ask for it
     site = Site(app, listen_host=host)
     try:
         server = Server((host, port), site)
@@ -346,6 +406,9 @@ def serve(app, listen: str | None = None, scheduler: bool = False) -> int:
         else server.server_name
     logger.info("serving on http://%s:%d/%s", shown, server.server_port,
                 " with the scheduler" if scheduler else "")
+    # As Jupyter does: the link that logs a browser in carries the API token (SPEC §6).
+    logger.info("log in with http://%s:%d/login?token=%s", shown, server.server_port,
+                token)
     try:
         stop.wait()
     finally:

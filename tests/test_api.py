@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from picron.schedule import to_db
-from tests.webclient import TASK, body, call, snapshot, text
+from tests.webclient import TASK, body, call, snapshot, text, token_login
 from tests.webfixtures import db, site, web_app  # noqa: F401 - fixtures
 
 
@@ -93,7 +93,7 @@ def test_every_change_is_in_the_audit_log_with_who(site, task, web_app):
     call(site, "DELETE", f"/api/tasks/{task['id']}")
     entries = web_app.open_store().list_audit()
     assert [(e.action, e.actor) for e in entries] == \
-        [("delete", "web:local"), ("edit", "web:local"), ("create", "web:local")]
+        [("delete", "web:token"), ("edit", "web:token"), ("create", "web:token")]
 
 
 def test_run_answers_202_and_runs_in_the_background(site, task):
@@ -155,7 +155,8 @@ def test_modules_list_identifiers_and_schemas(site):
     assert [m["identifier"] for m in modules] == ["boom", "fail", "sleep", "succeed"]
     sleep = modules[2]
     assert sleep["options"]["seconds"] == {"type": "int", "description": "how long",
-                                           "required": True, "default": None}
+                                           "required": True, "default": None,
+                                           "secret": False}
 
 
 def test_nodes(site):
@@ -344,9 +345,9 @@ def test_duplicate_name_is_409(site, task, db):
     (b'{"name": "x", "ordering": NaN}', "application/json", 400),
     (b'{"ordering": 1e309}', "application/json", 400),
     (b"[" * 100_000 + b"]" * 100_000, "application/json", 400),
-    (b"name=x&interval=%40daily", "application/x-www-form-urlencoded", 403),
-    (b"name=x", "text/plain", 403),
-    (b"{}", None, 403),
+    (b"name=x&interval=%40daily", "application/x-www-form-urlencoded", 415),
+    (b"name=x", "text/plain", 415),
+    (b"{}", None, 415),
 ])
 def test_bad_bodies_are_refused_without_change(site, db, raw, content_type, status):
     before = snapshot(db)
@@ -356,13 +357,18 @@ def test_bad_bodies_are_refused_without_change(site, db, raw, content_type, stat
     assert snapshot(db) == before
 
 
-def test_a_body_that_is_not_json_is_415_when_the_csrf_token_is_there(site, db):
-    first = call(site, "GET", "/api/tasks")
-    token = first.cookies[0].split(";")[0].split("=", 1)[1]
+def test_a_body_that_is_not_json_is_415_before_the_csrf_check(site, db):
+    cookies = token_login(site)  # a browser session: state changes need the CSRF token
     before = snapshot(db)
-    response = call(site, "POST", "/api/tasks", b"name=x", cookies={"picron_csrf": token},
-                    headers={"content-type": "text/plain", "x-csrf-token": token})
-    assert response.status == 415 and body(response)["error"]["code"] == "unsupported_media_type"
+    for headers in ({"content-type": "text/plain"}, {"content-type": "text/plain",
+                                                     "x-csrf-token": "wrong"}):
+        response = call(site, "POST", "/api/tasks", b"name=x", cookies=cookies, headers=headers)
+        assert response.status == 415, text(response)
+        assert body(response)["error"]["code"] == "unsupported_media_type"
+    # authentication still comes first
+    response = call(site, "POST", "/api/tasks", b"name=x", token=False,
+                    headers={"content-type": "text/plain"})
+    assert response.status == 401
     assert snapshot(db) == before
 
 
@@ -375,7 +381,7 @@ def test_storage_errors_are_503(tmp_path, clock, registry):
     bad.write_text("hello, I am text")
     site = Site(App(Config(database=str(bad), node="node1", nodes=("node1",)), clock=clock,
                     registry=registry))
-    response = call(site, "GET", "/api/tasks")
+    response = call(site, "GET", "/api/tasks", headers={"authorization": "Bearer x"})
     assert response.status == 503 and body(response)["error"]["code"] == "unavailable"
     assert bad.read_text() == "hello, I am text"
 

@@ -37,7 +37,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(tmp_path):
-    """``python -m picron serve`` on a free loopback port; yields (base URL, picron argv)."""
+    """``python -m picron serve`` on a free loopback port; yields (base URL, picron argv,
+    environment, login link)."""
     port = free_port()
     env = {**os.environ, "PICRON_NODE": "node1", "XDG_DATA_HOME": str(tmp_path)}
     env.pop("PICRON_CONFIG", None)
@@ -56,7 +57,9 @@ def server(tmp_path):
                     raise RuntimeError("picron serve did not start: "
                                        + process.stderr.read().decode(errors="replace"))
                 time.sleep(0.1)
-        yield base, picron, env
+        token = subprocess.run([*picron, "token"], env=env, capture_output=True, text=True,
+                               check=True).stdout.strip()
+        yield base, picron, env, f"{base}/login?token={token}"
     finally:
         process.terminate()
         process.wait(10)
@@ -85,11 +88,13 @@ def test_create_list_disable_run_and_history(server, browser):
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    base, picron, env = server
+    base, picron, env, login_link = server
     wait = WebDriverWait(browser, 15)
     find = browser.find_element
 
-    browser.get(base + "/")
+    browser.get(base + "/")  # every request needs a credential, also on loopback
+    assert "API token" in find(By.TAG_NAME, "main").text
+    browser.get(login_link)  # the link picron serve prints
     assert "No tasks yet" in find(By.TAG_NAME, "main").text
     assert "Tasks are not running" in find(By.CLASS_NAME, "banner").text  # no cron tick yet
     find(By.LINK_TEXT, "New task").click()

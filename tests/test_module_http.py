@@ -19,11 +19,14 @@ REDIRECTS = {"/redirect": "/echo", "/to-ftp": "ftp://127.0.0.1/x",
 
 class Handler(BaseHTTPRequestHandler):
     seen: list = []
+    received: list = []  # (headers, body) of each request
     release = threading.Event()
 
     def answer(self):
         Handler.seen.append((self.command, self.path, self.headers.get("Authorization"),
                              self.headers.get("User-Agent")))
+        length = int(self.headers.get("Content-Length") or 0)
+        Handler.received.append((dict(self.headers), self.rfile.read(length)))
         if self.path in REDIRECTS:
             self.send_response(302)
             self.send_header("Location", REDIRECTS[self.path])
@@ -51,7 +54,7 @@ def server(monkeypatch):
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
-    Handler.seen = []
+    Handler.seen, Handler.received = [], []
     Handler.release = threading.Event()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
@@ -181,3 +184,27 @@ def test_good_urls_are_accepted():
     for url in ("https://example.org", "HTTP://EXAMPLE.ORG:8080/x?y=1#z",
                 "http://[::1]:8080/", "https://user:pw@example.org/hook"):
         assert Http.validate_options({"url": url})["url"] == url
+
+
+def test_body_content_type_and_secret_headers_are_sent(server, clock):
+    status, message = run(clock, f"{server}/created", method="POST", body='{"event": "x"}',
+                          headers="X-Api-Key: s3cret\n\nX-Other: two words")
+    assert status == "success"
+    headers, body = Handler.received[-1]
+    assert body == b'{"event": "x"}' and headers["Content-Type"] == "application/json"
+    assert headers["X-Api-Key"] == "s3cret" and headers["X-Other"] == "two words"
+    assert "s3cret" not in message
+    run(clock, f"{server}/ok", method="POST", body="a=1",
+        content_type="application/x-www-form-urlencoded")
+    assert Handler.received[-1][0]["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("headers", ["no colon here", "Bad Name: x", "X: a\x01b", ": empty"])
+def test_malformed_header_lines_are_refused_without_echoing_them(headers):
+    with pytest.raises(ValidationError) as caught:
+        Http.validate_options({"url": "https://host/", "headers": f"X-Secret: hush\n{headers}"})
+    assert "line 2" in caught.value.message and "hush" not in caught.value.message
+
+
+def test_headers_is_a_secret_option():
+    assert Http.options["headers"].secret and Http.to_json()["options"]["headers"]["secret"]

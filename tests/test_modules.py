@@ -52,7 +52,8 @@ def test_module_contract(module: type[TaskModule]):
         assert not (option.required and option.default is not None)
     schema = module.to_json()
     assert set(schema) == {"identifier", "description", "options"}
-    assert all(set(option) == {"type", "description", "required", "default"}
+    assert all(set(option) == {"type", "description", "required", "default",
+                                  "secret"}
                for option in schema["options"].values())
 
 

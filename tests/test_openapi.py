@@ -64,7 +64,7 @@ def test_every_documented_path_is_routed(site):
 def test_it_is_served_to_authenticated_clients_only(site, web_app):
     store = web_app.open_store()
     set_password(store, "correct horse")
-    store.conn.close()
+    store.close()
     refused = call(site, "GET", "/api/openapi.json")
     assert refused.status == 401 and body(refused)["error"]["code"] == "unauthorized"
     credentials = base64.b64encode(b"admin:correct horse").decode()

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, quote, urlencode
 import pytest
 
 from picron.app import App
+from picron.auth import api_token
 from picron.config import Config
 from picron.layout import layout
 from picron.sessions import CSRF_COOKIE, SESSION_COOKIE, new_token
@@ -26,6 +27,15 @@ class Client:
         self.site = site
         self.token = new_token()
         self.session = ""
+
+    def log_in(self) -> "Client":
+        """Open the login link that ``picron serve`` prints, as a browser would."""
+        link = self.get("/login", urlencode({"token": api_token(self.site.app.store)}))
+        assert link.status == 303, link.text
+        self.session = link.cookies[0].split(";")[0].split("=", 1)[1]
+        page = self.get("/").text
+        self.token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        return self
 
     def get(self, path: str, query: str = ""):
         return self._send("GET", path, query, None)
@@ -54,7 +64,7 @@ def web(tmp_path, clock, registry):
                     nodes=("node1", "node2"), timezone="Europe/Berlin")
     app = App(config, clock=clock, registry=registry)
     site = Site(app, failed_login_delay=0)
-    yield Client(site)
+    yield Client(site).log_in()
     site.background.join(10)
 
 
@@ -96,6 +106,7 @@ def test_every_page_renders_with_data(web, db, clock):
     task_id = create(web)
     db.add_stat("total_tasks", clock(), 3)
     db.add_stat("total_tasks", clock.advance(hours=1), 5)
+    web.log_in()  # an hour later the session has expired
     db.change_counter("logins", 2)
     web.post(f"/tasks/{task_id}/run")
     web.site.background.join(10)
@@ -143,14 +154,15 @@ def test_layout_has_logout_only_for_admin():
     admin = layout(Request("GET", "/", user="admin", csrf_token="t0k"), "x", Raw("<p>b</p>"))
     assert 'action="/logout"' in admin
     assert 'name="csrf_token" value="t0k"' in admin
-    local = layout(Request("GET", "/", user="local"), "x", Raw(""))
-    assert "/logout" not in local
+    anonymous = layout(Request("GET", "/"), "x", Raw(""))
+    assert "/logout" not in anonymous
 
 
 def test_logged_in_admin_gets_logout_and_forms_with_the_session_token(web, db):
     from picron.auth import set_password
 
     set_password(db, "correct horse")
+    web = Client(web.site)  # a browser that has not logged in yet
     assert web.get("/").headers["Location"].startswith("/login")
     login = web.post("/login", {"user": "admin", "password": "correct horse", "next": "/"})
     web.session = login.cookies[0].split(";")[0].split("=", 1)[1]
@@ -182,7 +194,7 @@ def test_create_through_the_form(web, db):
     assert (task.name, task.interval, task.timezone, task.ordering) == (
         "nightly", "*/5 * * * *", "Europe/Paris", 3)
     assert (task.max_retries, task.timeout, task.options) == (2, 60, {"note": "hello"})
-    assert db.list_audit()[0].actor == "web:local"
+    assert db.list_audit()[0].actor == "web:token"
 
 
 def test_new_form_has_option_fields_from_the_schema(web):
@@ -326,6 +338,7 @@ def test_state_changes_need_the_csrf_token(web, db):
 def test_stats_chart_is_inline_svg_with_axis_labels(web, db, clock):
     for value in (3, 7, 5):
         db.add_stat("failed/runs", clock.advance(hours=1), value)
+    web.log_in()  # hours later the session has expired
     response = web.get("/stats/failed/runs")  # the server decodes %2F before routing
     assert response.status == 200
     points = re.search(r'<polyline class="line" points="([^"]*)"', response.text).group(1)

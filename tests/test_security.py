@@ -12,7 +12,7 @@ from picron import auth
 from picron.auth import PasswordChecker, hash_password, set_password
 from picron.sessions import safe_next
 from picron.site import SECURITY_HEADERS, Site
-from tests.webclient import (TASK, body, call, cookie_value, set_cookies, snapshot,
+from tests.webclient import (TASK, body, call, cookie_value, set_cookies, snapshot, token_login,
                               text)
 from tests.webfixtures import db, site, web_app  # noqa: F401 - fixtures
 
@@ -118,7 +118,7 @@ def test_storage_error_page_has_headers_too(tmp_path, clock, registry):
     bad.mkdir()
     site = Site(App(Config(database=str(bad), node="n", nodes=("n",)), clock=clock,
                     registry=registry))
-    response = call(site, "GET", "/")
+    response = call(site, "GET", "/", headers={"authorization": "Bearer x"})
     assert response.status == 503 and response.headers["X-Content-Type-Options"] == "nosniff"
 
 
@@ -148,18 +148,19 @@ def test_locked_api_needs_a_login(locked, db):
     before = snapshot(db)
     for method, path in (("GET", "/api/tasks"), ("POST", "/api/tasks"), ("GET", "/metrics"),
                          ("GET", "/api/health"), ("DELETE", "/api/tasks/1")):
-        response = call(locked, method, path, TASK if method == "POST" else None)
+        response = call(locked, method, path, TASK if method == "POST" else None, token=False)
         assert response.status == 401
         assert body(response)["error"]["code"] == "unauthorized"
-        assert response.headers["WWW-Authenticate"].startswith("Basic ")
+        assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+        assert "Basic " in response.headers["WWW-Authenticate"]
     assert snapshot(db) == before
 
 
 def test_locked_pages_redirect_to_the_login(locked):
-    response = call(locked, "GET", "/history?task=3")
+    response = call(locked, "GET", "/history?task=3", token=False)
     assert response.status == 303
     assert response.headers["Location"] == "/login?next=/history%3Ftask%3D3"
-    assert call(locked, "POST", "/tasks/1/delete", form={}).status == 303
+    assert call(locked, "POST", "/tasks/1/delete", form={}, token=False).status == 303
 
 
 def test_basic_auth_works_for_scripts_without_csrf_token(locked, web_app):
@@ -286,7 +287,8 @@ def test_forged_session_cookies_are_refused(locked, forged):
 
 
 def test_login_without_csrf_token_is_refused(locked):
-    response = call(locked, "POST", "/login", form={"user": "admin", "password": PASSWORD})
+    response = call(locked, "POST", "/login", form={"user": "admin", "password": PASSWORD},
+                    token=False)
     assert response.status == 403 and "picron_session" not in set_cookies(response)
 
 
@@ -300,7 +302,7 @@ def test_next_only_leads_to_local_paths(target, expected):
 
 
 def test_login_redirects_to_next(locked):
-    page = call(locked, "GET", "/login?next=//evil.com")
+    page = call(locked, "GET", "/login?next=//evil.com", token=False)
     assert 'value="/"' in text(page)
     csrf = cookie_value(page, "picron_csrf")
     for target, location in (("/history", "/history"), ("//evil.com/", "/")):
@@ -311,7 +313,7 @@ def test_login_redirects_to_next(locked):
 
 
 def test_login_page_escapes_next(locked):
-    page = text(call(locked, "GET", '/login?next=/"><script>alert(1)</script>'))
+    page = text(call(locked, "GET", '/login?next=/"><script>alert(1)</script>', token=False))
     assert "<script>alert" not in page
 
 
@@ -329,14 +331,17 @@ def _state_changing_routes(site) -> list[tuple[str, str]]:
 
 def test_every_form_post_without_token_is_403_and_changes_nothing(site, db):
     call(site, "POST", "/api/tasks", TASK)
+    cookies = token_login(site)  # a browser logged in with the link, no password set
     before = snapshot(db)
     routes = _state_changing_routes(site)
     assert len(routes) >= 12
     for method, path in routes:
+        refused = (403, 405, 415) if path.startswith("/api/") else (403, 405)
         for content_type in ("application/x-www-form-urlencoded", "text/plain",
                              "multipart/form-data; boundary=x", None):
-            response = call(site, "POST", path, b"name=x", headers={"content-type": content_type})
-            assert response.status in (403, 405), (path, content_type, response.status)
+            response = call(site, "POST", path, b"name=x", cookies=cookies,
+                            headers={"content-type": content_type})
+            assert response.status in refused, (path, content_type, response.status)
     assert snapshot(db) == before
 
 
@@ -351,44 +356,47 @@ def test_every_state_change_of_a_session_without_token_is_403(locked, db):
             response = call(locked, method, path, data, cookies=cookies)
             assert response.status == 403, (method, path, response.status)
         response = call(locked, method, path, form={"csrf_token": "A" * 43}, cookies=cookies)
-        assert response.status == 403, (method, path, response.status)
+        # a form body on an API route is 415 before the CSRF check (SPEC §6)
+        assert response.status == (415 if path.startswith("/api/") else 403), \
+            (method, path, response.status)
     assert snapshot(db) == before
 
 
 def test_every_state_change_with_a_foreign_origin_is_403(site, db):
     call(site, "POST", "/api/tasks", TASK)
-    page = call(site, "GET", "/")
-    token = cookie_value(page, "picron_csrf")
+    cookies = token_login(site)
+    token = session_token(site, cookies)
     before = snapshot(db)
     for method, path in _state_changing_routes(site):
         for origin in ("http://evil.example", "null", "http://127.0.0.1:9999",
                        "http://localhost:8080", "file://"):
-            response = call(site, method, path, {"name": "x"}, cookies={"picron_csrf": token},
-                            headers={"origin": origin, "x-csrf-token": token})
-            assert response.status == 403, (method, path, origin)
-        response = call(site, method, path, {}, headers={"sec-fetch-site": "cross-site"})
+            for auth in ({"cookies": cookies}, {}):  # a browser session, or the API token
+                response = call(site, method, path, {"name": "x"}, **auth,
+                                headers={"origin": origin, "x-csrf-token": token})
+                assert response.status == 403, (method, path, origin, auth)
+        response = call(site, method, path, {}, cookies=cookies,
+                        headers={"sec-fetch-site": "cross-site"})
         assert response.status == 403
     assert snapshot(db) == before
 
 
 def test_the_page_token_lets_a_form_through(site, db):
     call(site, "POST", "/api/tasks", TASK)
-    page = call(site, "GET", "/")
-    token = cookie_value(page, "picron_csrf")
+    cookies = token_login(site)
+    page = call(site, "GET", "/", cookies=cookies)
+    token = session_token(site, cookies)
     assert f'value="{token}"' in text(page)  # forms embed it
     response = call(site, "POST", "/tasks/1/disable", form={"csrf_token": token},
-                    cookies={"picron_csrf": token},
-                    headers={"origin": "http://127.0.0.1:8080"})
+                    cookies=cookies, headers={"origin": "http://127.0.0.1:8080"})
     assert response.status == 303
     assert body(call(site, "GET", "/api/tasks/1"))["active"] is False
 
 
 def test_a_token_from_another_browser_is_refused(site):
     call(site, "POST", "/api/tasks", TASK)
-    mine = cookie_value(call(site, "GET", "/"), "picron_csrf")
-    theirs = cookie_value(call(site, "GET", "/"), "picron_csrf")
-    response = call(site, "POST", "/tasks/1/disable", form={"csrf_token": mine},
-                    cookies={"picron_csrf": theirs})
+    mine, theirs = token_login(site), token_login(site)
+    response = call(site, "POST", "/tasks/1/disable", cookies=theirs,
+                    form={"csrf_token": session_token(site, mine)})
     assert response.status == 403
 
 
@@ -492,3 +500,132 @@ def test_login_form_is_rate_limited_too(locked):
     right = {**form, "password": PASSWORD}
     response = call(locked, "POST", "/login", form=right, cookies={"picron_csrf": csrf})
     assert response.status == 429 and "picron_session" not in set_cookies(response)
+
+
+# -- the API token (SPEC §6): every request needs a credential --------------------------------
+
+
+def test_without_password_every_route_needs_a_credential(site, db):
+    before = snapshot(db)
+    for method, path in (("GET", "/api/tasks"), ("POST", "/api/tasks"), ("GET", "/metrics"),
+                         ("GET", "/api/health"), ("GET", "/api/nodes"), ("DELETE", "/api/tasks/1"),
+                         ("POST", "/api/counters/c/increment")):
+        response = call(site, method, path, TASK if method == "POST" else None, token=False,
+                        client="127.0.0.1")
+        assert response.status == 401, (method, path)
+        assert body(response)["error"]["code"] == "unauthorized"
+    for path in ("/", "/history", "/tasks/new"):
+        response = call(site, "GET", path, token=False, client="127.0.0.1")
+        assert response.status == 303 and response.headers["Location"].startswith("/login")
+    assert call(site, "POST", "/tasks/1/run", form={}, token=False).status == 303
+    assert call(site, "GET", "/login", token=False).status == 200
+    assert call(site, "GET", "/static/style.css", token=False).status == 200
+    assert snapshot(db) == before
+
+
+def test_a_wrong_bearer_token_is_401(site, db):
+    for value in ("Bearer " + "x" * 43, "Bearer ",
+                  "Bearer " + auth.api_token(site.app.store)[:-1]):
+        response = call(site, "GET", "/api/tasks", headers={"authorization": value})
+        assert response.status == 401, value
+    assert call(site, "GET", "/api/tasks").status == 200  # the right one
+
+
+def test_the_login_link_opens_a_session_for_pages_and_api(site, db):
+    link = "/login?token=" + auth.api_token(site.app.store) + "&next=/history"
+    response = call(site, "GET", link,
+                    token=False)
+    assert response.status == 303 and response.headers["Location"] == "/history"
+    cookie = set_cookies(response)["picron_session"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    cookies = {"picron_session": cookie_value(response, "picron_session")}
+    assert call(site, "GET", "/", cookies=cookies).status == 200
+    assert call(site, "GET", "/api/tasks", cookies=cookies).status == 200
+    wrong = call(site, "GET", "/login?token=" + "x" * 43, token=False)
+    assert wrong.status == 401 and "picron_session" not in set_cookies(wrong)
+
+
+def test_a_new_token_stops_the_old_one_and_its_sessions_at_once(site, db):
+    old = auth.api_token(site.app.store)
+    cookies = token_login(site)
+    store = site.app.open_store()
+    new = auth.api_token(store, new=True)
+    store.close()
+    assert new != old
+    assert call(site, "GET", "/api/tasks",
+                headers={"authorization": f"Bearer {old}"}).status == 401
+    assert call(site, "GET", "/api/tasks", cookies=cookies).status == 401
+    assert call(site, "GET", "/api/tasks",
+                headers={"authorization": f"Bearer {new}"}).status == 200
+
+
+def test_the_token_still_works_beside_a_password(locked):
+    assert call(locked, "GET", "/api/tasks").status == 200  # Bearer: scripts keep working
+    assert call(locked, "GET", "/api/tasks", headers=basic()).status == 200
+    assert call(locked, "GET", "/api/tasks", headers=basic(password="wrong")).status == 401
+
+
+def test_the_token_is_never_logged(site, caplog):
+    from picron.site import printable
+
+    token = auth.api_token(site.app.store)
+    assert token not in printable(f"/login?token={token}&next=/")
+    assert token not in printable(f"GET /login?next=/&TOKEN={token} HTTP/1.1")
+
+
+def test_cli_token_prints_the_same_token_until_new(tmp_path, capsys):
+    from picron.cli import main
+
+    database = str(tmp_path / "t.db")
+    assert main(["--db", database, "token"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["--db", database, "token"]) == 0
+    assert capsys.readouterr().out.strip() == first and len(first) >= 43
+    assert main(["--db", database, "token", "--new"]) == 0
+    assert capsys.readouterr().out.strip() not in ("", first)
+
+
+# -- the global login limit: no lockout (SPEC §6) ------------------------------------------
+
+
+def test_wrong_guesses_are_limited_across_addresses_without_locking_out(locked, clock):
+    statuses = [call(locked, "GET", "/api/tasks", headers=basic(password=f"guess{i}"),
+                     client=f"127.0.1.{i % 30 + 1}").status for i in range(120)]
+    assert statuses.count(401) == 30 and set(statuses) == {401, 429}
+    # a fresh address with the right password is let in; a failing one is not checked
+    assert call(locked, "GET", "/api/tasks", headers=basic(), client="127.0.9.9").status == 200
+    assert call(locked, "GET", "/api/tasks", headers=basic(), client="127.0.1.1").status == 429
+    clock.advance(minutes=1)  # a new minute: the global budget is back
+    assert call(locked, "GET", "/api/tasks", headers=basic(password="x"),
+                client="127.0.9.8").status == 401
+
+
+def test_failures_slow_the_failing_address_more_each_time(web_app, monkeypatch):
+    from picron import sessions
+
+    slept = []
+    monkeypatch.setattr(sessions.time, "sleep", slept.append)
+    store = web_app.open_store()
+    set_password(store, PASSWORD)
+    store.close()
+    slow = Site(web_app, failed_login_delay=0.5)
+    for _ in range(3):
+        call(slow, "GET", "/api/tasks", headers=basic(password="wrong"), client="10.9.9.9")
+    assert slept == [0.5, 1.0, 1.5]
+
+
+def test_a_verified_basic_login_is_remembered_briefly(monkeypatch):
+    now = [0.0]
+    calls = []
+    real = auth.verify_password
+    monkeypatch.setattr(auth, "verify_password",
+                        lambda password, stored: calls.append(password) or real(password, stored))
+    stored = hash_password(PASSWORD)
+    checker = PasswordChecker(cache_seconds=60, clock=lambda: now[0])
+    assert checker.check("admin", PASSWORD, stored) and checker.check("admin", PASSWORD, stored)
+    assert len(calls) == 1                       # the second request cost no scrypt
+    assert not checker.check("admin", "wrong", stored)
+    assert not checker.check("admin", "wrong", stored)
+    assert len(calls) == 3                       # a wrong login is never remembered
+    now[0] = 61
+    assert checker.check("admin", PASSWORD, stored) and len(calls) == 4  # expired: checked

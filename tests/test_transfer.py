@@ -53,7 +53,7 @@ def pi_app(tmp_path):
                     nodes=("pinode1", "pinode2"), timezone="UTC")
     app = App(config, clock=FakeClock(NOW))
     yield app
-    app.store.conn.close()
+    app.store.close()
 
 
 def due(app, at: datetime) -> list[str]:

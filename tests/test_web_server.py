@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from picron.auth import TOKEN_SETTING
 from picron.cli import main
 from picron.errors import ValidationError
 from picron.site import Site
@@ -22,7 +23,18 @@ from picron.web import Scheduler, Server, is_loopback, parse_listen
 from tests.webclient import TASK, snapshot
 from tests.webfixtures import db, web_app  # noqa: F401 - fixtures
 
-HEAD = b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+TOKEN = "t" * 43
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HEAD = b"Host: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer " \
+    + TOKEN.encode() + b"\r\n"
+
+
+@pytest.fixture(autouse=True)
+def known_token(web_app):
+    """The API token the requests here send (``picron serve`` would have created one)."""
+    store = web_app.open_store()
+    store.set_setting(TOKEN_SETTING, TOKEN)
+    store.close()
 
 
 def start(site, **limits) -> Server:
@@ -65,7 +77,7 @@ def request(server: Server, method: str, path: str, body: object = None,
     conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
     data = None if body is None else json.dumps(body).encode()
     conn.request(method, path, body=data, headers={"Content-Type": "application/json",
-                                                    **(headers or {})})
+                                                    **AUTH, **(headers or {})})
     return conn.getresponse()
 
 
@@ -79,10 +91,10 @@ def test_serves_json_with_a_plain_server_header(server):
 def test_create_over_the_socket_then_keep_alive(server):
     conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
     conn.request("POST", "/api/tasks", body=json.dumps(TASK),
-                 headers={"Content-Type": "application/json"})
+                 headers={"Content-Type": "application/json", **AUTH})
     created = conn.getresponse()
     assert created.status == 201 and json.loads(created.read())["name"] == "ping"
-    conn.request("GET", "/api/tasks/1")  # the same connection
+    conn.request("GET", "/api/tasks/1", headers=AUTH)  # the same connection
     again = conn.getresponse()
     assert again.status == 200 and json.loads(again.read())["id"] == 1
 
@@ -189,7 +201,7 @@ def test_ipv6_loopback(web_app):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         conn = http.client.HTTPConnection("::1", server.server_port, timeout=10)
-        conn.request("GET", "/api/nodes")
+        conn.request("GET", "/api/nodes", headers=AUTH)
         assert conn.getresponse().status == 200
     finally:
         server.shutdown()
@@ -259,11 +271,11 @@ def _serve(tmp_path, *extra: str):
                             stdout=subprocess.PIPE)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
-    while True:
+    while True:  # the login link follows the "serving on" line
         line = lines.get(timeout=20).decode()
-        match = re.search(r"serving on http://127\.0\.0\.1:(\d+)/", line)
+        match = re.search(r"log in with http://127\.0\.0\.1:(\d+)/login\?token=(\S+)", line)
         if match:
-            return proc, int(match.group(1)), lines
+            return proc, int(match.group(1)), lines, match.group(2)
 
 
 def _drain(lines: queue.Queue) -> str:
@@ -276,10 +288,11 @@ def _drain(lines: queue.Queue) -> str:
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(tmp_path):
-    proc, port, lines = _serve(tmp_path)
+    proc, port, lines, token = _serve(tmp_path)
     try:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         sock.sendall(b"POST /api/counters/c/increment HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Authorization: Bearer " + token.encode() + b"\r\n"
                      b"Content-Type: application/json\r\nContent-Length: 10\r\n\r\n")
         time.sleep(0.3)  # the server is now reading the body: a request in flight
         proc.send_signal(signal.SIGTERM)
@@ -299,10 +312,10 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(tmp_path):
 
 
 def test_sigterm_stops_the_server_with_its_scheduler(tmp_path):
-    proc, port, lines = _serve(tmp_path, "--scheduler")
+    proc, port, lines, token = _serve(tmp_path, "--scheduler")
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/api/health")
+        conn.request("GET", "/api/health", headers={"Authorization": f"Bearer {token}"})
         assert conn.getresponse().status in (200, 503)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
@@ -310,7 +323,7 @@ def test_sigterm_stops_the_server_with_its_scheduler(tmp_path):
         proc.kill()
         proc.wait()
     log = _drain(lines)
-    assert "Traceback" not in log and '"GET /api/health"' in log
+    assert "Traceback" not in log and re.search(r'"GET /api/health" (200|503) ', log)
 
 
 def test_one_escaped_log_line_per_request(server, caplog):
@@ -320,3 +333,71 @@ def test_one_escaped_log_line_per_request(server, caplog):
     assert len(lines) == 1
     assert "\x1b" not in lines[0] and "\\x1b" in lines[0] and " 404 " in lines[0]
     assert "\n" not in lines[0] and "\r" not in lines[0]
+
+
+def test_one_address_holds_at_most_its_share_of_connections(web_app):
+    server = start(Site(web_app, failed_login_delay=0), request_timeout=5.0, max_per_client=3)
+    held = [socket.create_connection(("127.0.0.1", server.server_port),
+                                     source_address=("127.0.0.2", 0)) for _ in range(3)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", server.server_port),
+                                         source_address=("127.0.0.2", 0))
+        extra.settimeout(5)
+        assert extra.recv(100) == b""  # closed at once, not queued
+        extra.close()
+        # another address is served meanwhile
+        assert raw(server, b"GET /api/tasks HTTP/1.1\r\n" + HEAD
+                   + b"Connection: close\r\n\r\n")[0] == 200
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while True:  # its connections closed: the address may connect again
+        with socket.create_connection(("127.0.0.1", server.server_port),
+                                      source_address=("127.0.0.2", 0)) as sock:
+            sock.settimeout(5)
+            sock.sendall(b"GET /api/tasks HTTP/1.1\r\n" + HEAD + b"Connection: close\r\n\r\n")
+            if sock.recv(100).startswith(b"HTTP/1.1 200 "):
+                break
+        assert time.monotonic() < deadline, "the address never got its connections back"
+        time.sleep(0.1)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("line, status", [(b"GARBAGE", 400), (b"GET / HTTP/2.0", 505),
+                                          (b"GET /", 400), (b"GET / HTTP/1.1 extra", 400)])
+def test_a_bad_request_line_gets_a_status_line_and_headers(server, line, status):
+    code, answer = raw(server, line + b"\r\n" + HEAD + b"\r\n")
+    assert code == status, answer[:200]
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    assert b"X-Frame-Options: DENY" in head and b"Content-Length: " in head
+
+
+def test_a_too_long_api_request_line_is_414_in_json(server):
+    code, answer = raw(server, b"GET /api/tasks?" + b"a" * 70_000 + b" HTTP/1.1\r\n" + HEAD
+                       + b"\r\n")
+    assert code == 414
+    assert b"Content-Type: application/json" in answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"]
+
+
+def test_expect_100_continue_with_an_oversized_body_is_413_without_continue(server):
+    code, answer = raw(server, b"POST /api/tasks HTTP/1.1\r\n" + HEAD
+                       + b"Expect: 100-continue\r\nContent-Length: 2000000\r\n\r\n")
+    assert code == 413 and b"100 Continue" not in answer
+    with socket.create_connection(("127.0.0.1", server.server_port)) as sock:  # a fitting one
+        sock.settimeout(10)
+        sock.sendall(b"POST /api/counters/c/increment HTTP/1.1\r\n" + HEAD
+                     + b"Expect: 100-continue\r\nContent-Length: 9\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b'{"by": 2}')
+        assert sock.recv(100).startswith(b"HTTP/1.1 200 ")
+
+
+def test_the_login_link_token_is_masked_in_the_request_log(server, caplog):
+    caplog.set_level("INFO", logger="picron.web")
+    raw(server, b"GET /login?token=" + TOKEN.encode() + b"&next=/ HTTP/1.1\r\n" + HEAD
+        + b"Connection: close\r\n\r\n")
+    lines = [record.getMessage() for record in caplog.records if record.name == "picron.web"]
+    assert len(lines) == 1 and TOKEN not in lines[0] and "token=********" in lines[0]

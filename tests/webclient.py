@@ -5,6 +5,7 @@ import json
 import sqlite3
 from urllib.parse import urlencode
 
+from picron.auth import api_token
 from picron.site import parse_target
 from picron.webcore import Request, Response
 
@@ -13,10 +14,17 @@ HOST = "127.0.0.1:8080"
 
 def call(site, method: str, target: str, body: object = None, *, headers: dict | None = None,
          form: dict | None = None, cookies: dict | None = None,
-         client: str = "10.0.0.1") -> Response:
-    """One request through ``Site.handle``: ``body`` is sent as JSON, ``form`` urlencoded."""
+         client: str = "10.0.0.1", token: bool | None = None) -> Response:
+    """One request through ``Site.handle``: ``body`` is sent as JSON, ``form`` urlencoded.
+
+    It carries the API token as a script would (``Authorization: Bearer``) unless
+    ``token`` is False, or (``token`` None) it brings its own cookies or Authorization.
+    """
     path, query = parse_target(target)
     sent = {"host": HOST}
+    own = {name.lower() for name in headers or ()}
+    if token or (token is None and not cookies and "authorization" not in own):
+        sent["authorization"] = bearer(site)
     data = b""
     if form is not None:
         data = urlencode(form, doseq=True).encode()
@@ -34,6 +42,19 @@ def call(site, method: str, target: str, body: object = None, *, headers: dict |
     sent = {name: value for name, value in sent.items() if value is not None}
     return site.handle(Request(method=method, path=path, query=query, headers=sent, body=data,
                                client=client))
+
+
+def bearer(site) -> str:
+    """The ``Authorization`` value of the site's API token (created on first use)."""
+    return "Bearer " + api_token(site.app.store)
+
+
+def token_login(site, client: str = "10.0.0.1") -> dict:
+    """Open the login link ``picron serve`` prints; returns the cookies a browser then holds."""
+    response = call(site, "GET", "/login?" + urlencode({"token": api_token(site.app.store)}),
+                    token=False, client=client)
+    assert response.status == 303, text(response)
+    return {"picron_session": cookie_value(response, "picron_session")}
 
 
 def body(response: Response):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from picron.app import App
+from picron.auth import api_token
 from picron.config import Config
 from picron.site import Site
 
@@ -25,6 +26,9 @@ def site(web_app):
 
 @pytest.fixture
 def db(web_app) -> str:
-    """The path of the app's database, created (and migrated) already."""
-    web_app.open_store().close()
+    """The path of the app's database, created (and migrated) already, with the API
+    token that ``picron serve`` creates at start."""
+    store = web_app.open_store()
+    api_token(store)
+    store.close()
     return web_app.config.database

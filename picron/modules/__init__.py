@@ -35,10 +35,11 @@ class Option:
     description: str
     required: bool = False
     default: bool | int | str | None = None
+    secret: bool = False  # never shown back (SPEC §5): see ``picron.tasks.mask_options``
 
     def to_json(self) -> dict:
         return {"type": self.type, "description": self.description,
-                "required": self.required, "default": self.default}
+                "required": self.required, "default": self.default, "secret": self.secret}
 
 
 @dataclass

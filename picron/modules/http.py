@@ -7,6 +7,7 @@ header that is not sent on to a redirect target, and never appear in the run's m
 from __future__ import annotations
 
 import base64
+import re
 import http.client
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ from picron.modules import Option, TaskModule
 SCHEMES = ("http", "https")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 EXCERPT_BYTES = 512
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 
 
 class Http(TaskModule):
@@ -31,6 +33,11 @@ class Http(TaskModule):
         "method": Option("str", "HTTP method: " + ", ".join(METHODS) + ".", default="GET"),
         "expect_status": Option("int", "The status code that means success "
                                        "(default: any 2xx)."),
+        "body": Option("str", "The request body to send (a webhook's payload)."),
+        "content_type": Option("str", "The body's Content-Type (default: application/json "
+                                      "when there is a body)."),
+        "headers": Option("str", "Extra request headers, one 'Name: value' per line "
+                                 "(secret: never shown back).", secret=True),
     }
 
     @classmethod
@@ -43,14 +50,23 @@ class Http(TaskModule):
         if status is not None and not 100 <= status <= 599:
             raise ValidationError("options: 'expect_status' must be an HTTP status code "
                                   "(100-599)", field="options")
+        parse_headers(options["headers"] or "")
+        if any(not ch.isprintable() for ch in options["content_type"] or ""):
+            raise ValidationError("options: 'content_type' must not contain control "
+                                  "characters", field="options")
 
     def do(self, options: dict) -> bool:
         url, authorization = split_url(options["url"])
         method = options["method"].upper()
         expected = options["expect_status"]
-        request = urllib.request.Request(
-            url, method=method, headers={"User-Agent": f"picron/{__version__}"},
-            data=b"" if method in ("POST", "PUT", "PATCH") else None)
+        body = options["body"]
+        headers = {"User-Agent": f"picron/{__version__}"}
+        if body:
+            headers["Content-Type"] = options["content_type"] or "application/json"
+        headers.update(parse_headers(options["headers"] or ""))
+        data = body.encode("utf-8") if body else b"" if method in ("POST", "PUT", "PATCH") \
+            else None
+        request = urllib.request.Request(url, method=method, headers=headers, data=data)
         if authorization:
             request.add_unredirected_header("Authorization", authorization)
         # Expecting a 3xx means checking the redirect itself, so don't follow it.
@@ -79,6 +95,24 @@ class Http(TaskModule):
         if body:
             self.say(body)
         return False
+
+
+def parse_headers(text: str) -> dict[str, str]:
+    """The ``headers`` option's ``Name: value`` lines as a dict; blank lines are skipped.
+
+    Raises ``ValidationError`` (without echoing the secret value) for a malformed line.
+    """
+    headers = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not _HEADER_NAME.fullmatch(name.strip()) \
+                or any(not ch.isprintable() for ch in value):
+            raise ValidationError(f"options: 'headers' line {number} is not 'Name: value'",
+                                  field="options")
+        headers[name.strip()] = value.strip()
+    return headers
 
 
 def split_url(url: str) -> tuple[str, str | None]:

@@ -259,6 +259,13 @@ def set_password(lab: Picron, password: str = "correct horse battery") -> str:
     return "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
 
 
+def api_token(lab: Picron) -> str:
+    """The API token, as ``picron token`` prints it (created on first use)."""
+    done = lab.run("token", timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 @pytest.fixture
 def serve(lab, tmp_path):
     """``serve(*extra_args, password=None)`` starts a server; all are stopped at the end."""
@@ -267,7 +274,7 @@ def serve(lab, tmp_path):
     started: list[Served] = []
 
     def start(*extra: str, password: str | None = None, wait: bool = True) -> Served:
-        auth = set_password(lab, password) if password else None
+        auth = set_password(lab, password) if password else f"Bearer {api_token(lab)}"
         port = free_port()
         stderr = open(tmp_path / f"serve-{port}.log", "w")
         proc = subprocess.Popen(lab.argv("serve", "--listen", f"127.0.0.1:{port}", *extra),
@@ -300,7 +307,7 @@ def served_once(tmp_path_factory, plugin_path):
     port = free_port()
     proc = subprocess.Popen(lab.argv("serve", "--listen", f"127.0.0.1:{port}"), env=lab.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    served = Served(proc=proc, port=port)
+    served = Served(proc=proc, port=port, auth=f"Bearer {api_token(lab)}")
     deadline = time.monotonic() + 20
     while True:
         try:

@@ -15,6 +15,12 @@ def _post(port: int, headers: str, body: bytes = b"") -> bytes:
             "Connection: close\r\n\r\n").encode() + body
 
 
+def _authorized(request: bytes, auth: str) -> bytes:
+    """``request`` with the server's credential (every request needs one)."""
+    line, _, rest = request.partition(b"\r\n")
+    return line + f"\r\nAuthorization: {auth}".encode() + b"\r\n" + rest
+
+
 CASES = {
     "length-10^12": (lambda p: _post(p, JSON + "Content-Length: 1000000000000\r\n"), {413}),
     "length--1": (lambda p: _post(p, JSON + "Content-Length: -1\r\n"), {400}),
@@ -36,7 +42,7 @@ CASES = {
 def test_w3_hostile_framing(served_once, case):
     served, lab = served_once
     make, expected = CASES[case]
-    status, headers, body = raw(served.port, make(served.port))
+    status, headers, body = raw(served.port, _authorized(make(served.port), served.auth))
     assert status in expected, (case, status, body[:200])
     assert json.loads(body)["error"]["message"]
     assert served.proc.poll() is None

@@ -104,7 +104,10 @@ def test_w2_slowloris(lab, serve, figure):
         conns: dict[socket.socket, list[float]] = {}
         while not stop.is_set():
             while len(conns) < SLOW:
-                sock = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+                # from 10 addresses: one address may hold only 32 connections (S12)
+                source = (f"127.0.3.{1 + len(conns) % 10}", 0)
+                sock = socket.create_connection(("127.0.0.1", served.port), timeout=5,
+                                                source_address=source)
                 sock.setblocking(False)
                 sock.send(b"G")
                 conns[sock] = [time.monotonic(), time.monotonic()]
