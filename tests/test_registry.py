@@ -326,8 +326,9 @@ def test_task_whose_module_is_gone_fails_clearly(tmp_path, clock):
                     clock=clock).run_scheduled()
     assert [(r.task, r.status) for r in report.results] == \
         [("orphan", "failed"), ("fine", "success")]
-    assert report.results[0].message == \
-        "taskmodule: unknown task module 'uninstalled' (is the module installed?)"
+    assert report.results[0].message == ("taskmodule: unknown task module 'uninstalled';"
+                                         " installed: backup, cleanup, command, eventcounter,"
+                                         " http, simplestats (is the module installed?)")
 
 
 def test_stored_options_that_no_longer_validate_fail_the_run(tmp_path, clock):
