@@ -331,9 +331,12 @@ class Store:
     # -- run history -----------------------------------------------------------------
 
     def list_runs(self, task_id: int | None = None, limit: int = 50,
-                  status: str | None = None) -> list[Run]:
-        """The run history, newest first."""
+                  status: str | None = None, task_name: str | None = None) -> list[Run]:
+        """The run history, newest first; ``task_name``: the kept runs of a deleted task."""
         clauses, params = [], []
+        if task_name is not None:
+            clauses.append("run.task_id is null and run.task_name = ?")
+            params.append(task_name)
         if task_id is not None:
             clauses.append("run.task_id = ?")
             params.append(task_id)
@@ -429,6 +432,11 @@ class Store:
         with self._write():
             self.conn.execute("insert into setting (key, value) values (?, ?) on conflict (key)"
                               " do update set value = excluded.value", (key, value))
+
+    def delete_setting(self, key: str) -> bool:
+        """Remove a setting; False if it was not set."""
+        with self._write():
+            return self.conn.execute("delete from setting where key = ?", (key,)).rowcount > 0
 
     def list_audit(self, limit: int = 100) -> list[AuditEntry]:
         rows = self._query("select * from audit order by id desc limit ?", (limit,))
