@@ -21,8 +21,8 @@ _NAMES.update({name: number for number, name in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)})
 _RANGE = re.compile(r"^(\w+)-(\w+)$")
 # The five crontab fields: name and allowed numbers (croniter reads 7 as Sunday too).
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-           ("day of week", 0, 7))
+CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+               ("day of week", 0, 7))
 
 
 def utcnow() -> datetime:
@@ -139,7 +139,7 @@ def _field_problem(fields: list[str]) -> str | None:
 
     None when every field is valid alone (the expression never fires, e.g. ``0 0 31 2 *``).
     """
-    for index, (name, low, high) in enumerate(_FIELDS):
+    for index, (name, low, high) in enumerate(CRON_FIELDS):
         text = fields[index]
         valid_alone = _is_valid(" ".join(text if i == index else "*" for i in range(5)))
         for part in text.split(","):
