@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("passwd", "set the web admin password (prompted, or read from stdin)",
                   commands.cmd_passwd)
     sub.add_argument("--remove", action="store_true",
-                     help="remove the password instead (the page then serves only loopback)")
+                     help="remove the password (the server then listens only on loopback)")
 
     sub = command("check", "exit 1 if run_scheduled has not run here recently", commands.cmd_check)
     sub.add_argument("--max-age", type=_positive_int, default=15, metavar="MINUTES",

@@ -49,7 +49,7 @@ def set_password(store, password: str) -> None:
 
 
 def remove_password(store) -> bool:
-    """Remove the admin password (the page then serves only loopback); False if none was set."""
+    """Remove the admin password (serving is then loopback only); False if none was set."""
     return store.delete_setting(PASSWORD_SETTING)
 
 

@@ -298,7 +298,7 @@ def cmd_passwd(args, app) -> int:
 
     if args.remove:
         removed = remove_password(app.store)
-        print("admin password removed; the web page serves only loopback again" if removed
+        print("admin password removed (the server now listens only on loopback)" if removed
               else "no admin password was set")
         return EXIT_OK
     set_password(app.store, read_new_password())

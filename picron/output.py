@@ -8,6 +8,7 @@ from typing import Iterable
 
 from picron.records import FAILURE_STATUSES, Run, Task, message_tail
 from picron.runner import RunResult
+from picron.schedule import UTC, get_zone, upcoming
 
 
 def print_json(value) -> None:
@@ -68,8 +69,6 @@ def brief_message(message: str, failed: bool) -> str:
 
 def task_zone(task: Task, zone: tzinfo, utc: bool = False) -> tzinfo:
     """The zone to show a task's times in: its own, else ``zone``; UTC if asked for."""
-    from picron.schedule import UTC, get_zone
-
     return UTC if utc else get_zone(task.timezone, zone)
 
 
@@ -120,8 +119,6 @@ def module_table(registry) -> str:
 def next_table(tasks: list[Task], node: str | None, count: int, zone: tzinfo,
                utc: bool = False) -> str:
     """The ``next`` list; times in each task's zone (named), or all in UTC."""
-    from picron.schedule import get_zone, upcoming
-
     blocks = []
     for task in tasks:
         schedule_zone = get_zone(task.timezone, zone)
