@@ -30,6 +30,7 @@ def bash_script(parser: argparse.ArgumentParser) -> str:
             else:
                 completion = ":"
             for option in action.option_strings:
+                walk.append(f'            "{path}|{option}") ((i++)) ;;  # skip its value')
                 values.append(f'        "{path}|{option}") COMPREPLY=($({completion})); return ;;')
     return _TEMPLATE.format(walk="\n".join(walk), values="\n".join(values),
                             words="\n".join(words))

@@ -257,6 +257,7 @@ def test_bash_completion_completes_commands_subcommands_and_options(script, tmp_
     assert complete(script, "picron", "run-m") == ["run-manually"]
     assert complete(script, "picron", "task", "a") == ["add"]
     assert complete(script, "picron", "--db", "/tmp/x.db", "task", "e") == ["edit", "enable"]
+    assert complete(script, "picron", "--db", "task", "task", "s") == ["show"]
     assert complete(script, "picron", "task", "add", "--max") == ["--max-retries"]
     assert complete(script, "picron", "stats", "show", "KEY", "--j") == ["--json"]
     assert complete(script, "picron", "counter", "re") == ["reset", "read"]
