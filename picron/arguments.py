@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "'picron run_scheduled -c'; define tasks here or on the web page.",
                      epilog="Exit codes: 0 ok, 1 a task failed, 2 invalid usage or input, "
                             "3 database or config unusable.")
-    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+    parser.add_argument("--version", action=_VersionAction, help="print picron's version and exit")
+    # Not required: without a command, main() prints this overview (SPEC §4).
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      parser_class=_Parser)
 
     def command(name, help_text, func, aliases=()):
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("list", "list all tasks in run order", commands.cmd_list)
     sub.add_argument("--json", action="store_true", help="print a JSON array of task objects")
     _node_option(sub, "only tasks assigned to this node")
+    _utc_option(sub)
 
     sub = command("run_manually", "run one task now, even if inactive or not due",
                   commands.cmd_run_manually, ["run-manually"])
@@ -81,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     _node_option(sub, "only this node (default: every node of each task)")
     sub.add_argument("--count", type=_positive_int, default=5, metavar="K",
                      help="how many due times (default 5)")
+    _utc_option(sub)
 
     sub = command("history", "show the run history, newest first", commands.cmd_history)
-    sub.add_argument("--task", metavar="NAME", help="only runs of this task")
+    sub.add_argument("--task", metavar="NAME",
+                     help="only runs of this task (also of a deleted one, by its name)")
     sub.add_argument("--limit", type=_positive_int, default=20, metavar="K",
                      help="how many runs (default 20)")
     sub.add_argument("--json", action="store_true", help="print a JSON array of run records")
@@ -112,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--scheduler", action="store_true",
                      help="also run the due tasks once a minute (hosts without cron)")
 
-    command("passwd", "set the web admin password (prompted, or read from stdin)", commands.cmd_passwd)
+    sub = command("passwd", "set the web admin password (prompted, or read from stdin)",
+                  commands.cmd_passwd)
+    sub.add_argument("--remove", action="store_true",
+                     help="remove the password (the server then listens only on loopback)")
 
     sub = command("token", "print the web API token (created on first use)", commands.cmd_token)
     sub.add_argument("--new", action="store_true",
@@ -121,13 +129,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("check", "exit 1 if run_scheduled has not run here recently", commands.cmd_check)
     sub.add_argument("--max-age", type=_positive_int, default=15, metavar="MINUTES",
                      help="how recent the last invocation must be (default 15)")
+    sub.add_argument("--tasks", action="store_true",
+                     help="also exit 1, naming them, when active tasks of this node are "
+                          "failing (their newest finished run here failed)")
 
     command("doctor", "show which config, database and node picron uses here, and why",
             commands.cmd_doctor)
 
     sub = command("backup", "write a consistent copy of the database", commands.cmd_backup)
     sub.add_argument("path", metavar="PATH", help="the backup file to write")
+
+    sub = command("completion", "print a shell completion script, made from this parser",
+                  commands.cmd_completion)
+    sub.add_argument("shell", choices=["bash"],
+                     help="the shell (for bash: picron completion bash "
+                          "> /etc/bash_completion.d/picron)")
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for (importlib.metadata costs ~50 ms)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"picron {version()}")
+        parser.exit()
+
+
+def version() -> str:
+    """picron's version: the installed distribution's, else the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version as installed_version
+
+    try:
+        return installed_version("picron")
+    except PackageNotFoundError:  # run from a checkout (PYTHONPATH), not installed
+        from picron import __version__
+
+        return __version__
 
 
 def _add_task_commands(task: argparse.ArgumentParser) -> None:
@@ -198,6 +238,11 @@ def _add_stats_commands(stats: argparse.ArgumentParser) -> None:
             sub.add_argument("--json", action="store_true", help="print JSON")
             sub.add_argument("--start", metavar="TIME", help="from this time (ISO 8601)")
             sub.add_argument("--end", metavar="TIME", help="until this time (ISO 8601)")
+
+
+def _utc_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--utc", action="store_true",
+                     help="show times in UTC (default: each task's time zone, named)")
 
 
 def _node_option(sub: argparse.ArgumentParser, help_text: str) -> None:

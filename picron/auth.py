@@ -54,6 +54,11 @@ def set_password(store, password: str) -> None:
     store.set_setting(PASSWORD_SETTING, hash_password(password))
 
 
+def remove_password(store) -> bool:
+    """Remove the admin password (serving is then loopback only); False if none was set."""
+    return store.delete_setting(PASSWORD_SETTING)
+
+
 def password_hash(store) -> str | None:
     """The stored hash, or None while no password is set."""
     return store.get_setting(PASSWORD_SETTING)
@@ -90,15 +95,21 @@ def parse_bearer(header: str | None) -> str | None:
 
 
 def read_new_password() -> str:
-    """Prompt twice on a terminal; otherwise read one line from stdin."""
-    if sys.stdin.isatty():
-        import getpass
+    """Prompt twice on a terminal; otherwise read one line from stdin (UTF-8).
 
-        first = getpass.getpass("New admin password: ")
-        if getpass.getpass("Repeat it: ") != first:
-            raise ValidationError("password: the two entries differ", field="password")
-        return first
-    return sys.stdin.readline().rstrip("\r\n")
+    Raises ``ValidationError(field="password")`` for input that is not valid UTF-8.
+    """
+    try:
+        if sys.stdin.isatty():
+            import getpass
+
+            first = getpass.getpass("New admin password: ")
+            if getpass.getpass("Repeat it: ") != first:
+                raise ValidationError("password: the two entries differ", field="password")
+            return first
+        return sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ValidationError("password: not valid UTF-8 text", field="password") from None
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:

@@ -6,12 +6,14 @@ at the database (``picron.storage.tick_is_idle``): most ticks find nothing to do
 """
 from __future__ import annotations
 
+import os
 import sys
 from types import SimpleNamespace
 
 from picron.errors import PicronError, ValidationError
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_SYSLOG = "/dev/log"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +28,14 @@ def main(argv: list[str] | None = None) -> int:
         args = _parse_tick(argv)
         if args is not None and args.cron and _idle(args):
             return EXIT_OK
-        args = args or build_parser().parse_args(argv)
-        _configure_logging(debug)
+        if args is None:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if getattr(args, "func", None) is None:  # no command: the overview (SPEC §4)
+                print(parser.format_help(), end="", file=sys.stderr)
+                return EXIT_USAGE
+        if args.command != "serve" or debug:  # the server sets up its own log
+            _configure_logging(debug, cron=getattr(args, "cron", False))
         from picron.app import App
         from picron.config import load_config
 
@@ -113,11 +121,33 @@ def _valid_node(name: str | None) -> bool:
         return False
 
 
-def _configure_logging(debug: bool) -> None:
-    if debug:
-        import logging
+def _configure_logging(debug: bool, cron: bool) -> None:
+    """Give picron's log a handler, so that no record reaches logging's last resort.
 
-        logging.basicConfig(level=logging.DEBUG, format="picron: %(levelname)s: %(message)s")
+    Without a handler, logging prints every warning bare on stderr ("lastResort"), so a
+    module's warning (already in its run's message) was mailed by cron at every tick.
+    Warnings go to stderr, except with ``-c``: then only errors do, and warnings go to
+    syslog when there is one (the run's message has them anyway).
+    """
+    import logging
+
+    root = logging.getLogger()
+    if root.handlers:  # configured by whoever embeds picron (or by pytest)
+        return
+    stderr = logging.StreamHandler()
+    stderr.setFormatter(logging.Formatter("picron: %(levelname)s: %(message)s"))
+    stderr.setLevel(logging.DEBUG if debug else logging.ERROR if cron else logging.WARNING)
+    root.addHandler(stderr)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    if cron and not debug and os.path.exists(_SYSLOG):
+        from logging.handlers import SysLogHandler
+
+        syslog = SysLogHandler(address=_SYSLOG, facility=SysLogHandler.LOG_CRON)
+        syslog.setFormatter(logging.Formatter("picron[%(process)d]: %(message)s"))
+        # A syslog that fails must not print "--- Logging error ---" into cron's mail:
+        # the run's message has the warning anyway.
+        syslog.handleError = lambda record: None
+        root.addHandler(syslog)
 
 
 # -- cron commands ---------------------------------------------------------------------

@@ -70,7 +70,7 @@ def cmd_list(args, app) -> int:
         print_json_array(masked_json_texts(app.store.list_tasks_json(args.node), app.registry))
         return EXIT_OK
     print(task_table(app.store.list_tasks(args.node), args.node or app.config.node, app.zone,
-                     app.registry))
+                     app.registry, args.utc))
     return EXIT_OK
 
 
@@ -194,20 +194,33 @@ def cmd_next(args, app) -> int:
     from picron.output import next_table
 
     tasks = [app.store.find_task(args.name)] if args.name else app.store.list_tasks(args.node)
-    print(next_table(tasks, args.node, args.count, app.zone))
+    print(next_table(tasks, args.node, args.count, app.zone, args.utc))
     return EXIT_OK
 
 
 def cmd_history(args, app) -> int:
     from picron.output import print_json, run_table
 
-    task_id = app.store.find_task(args.task).id if args.task else None
-    runs = app.store.list_runs(task_id, args.limit)
+    runs = _task_runs(app, args.task, args.limit) if args.task else \
+        app.store.list_runs(None, args.limit)
     if args.json:
         print_json([run.to_json() for run in runs])
     else:
         print(run_table(runs, app.zone))
     return EXIT_OK
+
+
+def _task_runs(app, name: str, limit: int) -> list:
+    """The runs of task ``name``; of a deleted task, the runs kept under its name."""
+    from picron.errors import NotFound
+
+    try:
+        return app.store.list_runs(app.store.find_task(name).id, limit)
+    except NotFound:
+        runs = app.store.list_runs(None, limit, task_name=name)
+        if not runs:
+            raise
+        return runs
 
 
 def cmd_counter(args, app) -> int:
@@ -287,8 +300,13 @@ def cmd_serve(args, app) -> int:
 
 
 def cmd_passwd(args, app) -> int:
-    from picron.auth import read_new_password, set_password
+    from picron.auth import read_new_password, remove_password, set_password
 
+    if args.remove:
+        removed = remove_password(app.store)
+        print("admin password removed (the server now listens only on loopback)" if removed
+              else "no admin password was set")
+        return EXIT_OK
     set_password(app.store, read_new_password())
     print("admin password set; the web page now requires a login")
     return EXIT_OK
@@ -302,11 +320,14 @@ def cmd_token(args, app) -> int:
 
 
 def cmd_check(args, app) -> int:
-    from picron.health import check_ticks
+    from picron.health import check_ticks, failing_tasks
 
     ok, message = check_ticks(app.store, app.config.node, app.clock(), args.max_age)
     print(message, file=sys.stdout if ok else sys.stderr)
-    return EXIT_OK if ok else EXIT_FAILED
+    failing = failing_tasks(app.store, app.config.node) if args.tasks else []
+    if failing:
+        print(f"failing on node {app.config.node}: {', '.join(failing)}", file=sys.stderr)
+    return EXIT_OK if ok and not failing else EXIT_FAILED
 
 
 def cmd_doctor(args, app) -> int:
@@ -326,4 +347,12 @@ def cmd_doctor(args, app) -> int:
 def cmd_backup(args, app) -> int:
     app.store.backup(args.path)
     print(f"backup written to {args.path}")
+    return EXIT_OK
+
+
+def cmd_completion(args, app) -> int:
+    from picron.arguments import build_parser
+    from picron.completion import bash_script
+
+    print(bash_script(build_parser()), end="")
     return EXIT_OK

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from picron.schedule import CRON_FIELDS
+
 _ALIASES = {
     "@yearly": "every year on January 1 at midnight",
     "@annually": "every year on January 1 at midnight",
@@ -24,7 +26,7 @@ _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augu
 _NAMES = {name[:3].lower(): number for number, name in enumerate(_DAYS)}
 _NAMES.update({name[:3].lower(): number for number, name in enumerate(_MONTHS, start=1)})
 # (lowest, highest) value per field: minute, hour, day of month, month, day of week.
-_BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+_BOUNDS = [(low, high) for _, low, high in CRON_FIELDS]
 # Steps yielding at most this many values are read as a list of those values.
 _EXPAND = [1, 2, 4, 4, 4]
 _PART = re.compile(r"^(?:(\*)|(\w+)(?:-(\w+))?)(?:/(\d+))?$")

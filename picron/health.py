@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from picron.records import FAILURE_STATUSES
 from picron.schedule import to_db
 
 
@@ -18,3 +19,9 @@ def check_ticks(store, node: str, now: datetime, max_age_minutes: int = 15) -> t
         return False, (f"run_scheduled last ran on node {node} at {to_db(last)}, {minutes} "
                        f"minutes ago (more than {max_age_minutes}): check the cron entry")
     return True, f"ok: run_scheduled last ran on node {node} at {to_db(last)} ({minutes} min ago)"
+
+
+def failing_tasks(store, node: str) -> list[str]:
+    """Names of the active tasks of ``node`` whose newest finished run there failed."""
+    return [task.name for task in store.list_tasks(node)
+            if task.active and task.last_status.get(node) in FAILURE_STATUSES]

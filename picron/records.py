@@ -186,3 +186,11 @@ def truncate_message(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
     marker = "… [truncated]"
     keep = limit - len(marker.encode())
     return data[:keep].decode("utf-8", "ignore") + marker
+
+
+def message_tail(text: str, lines: int = 3, chars: int = 200) -> str:
+    """The last ``lines`` non-empty lines of ``text`` on one line (joined by " / "), at most
+    ``chars`` characters: a program's cause of failure is at the end of its output."""
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    joined = " / ".join(kept)
+    return joined if len(joined) <= chars else "…" + joined[-(chars - 1):]

@@ -20,6 +20,9 @@ _NAMES = {name: number for number, name in enumerate(
 _NAMES.update({name: number for number, name in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)})
 _RANGE = re.compile(r"^(\w+)-(\w+)$")
+# The five crontab fields: name and allowed numbers (croniter reads 7 as Sunday too).
+CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+               ("day of week", 0, 7))
 
 
 def utcnow() -> datetime:
@@ -113,17 +116,42 @@ def validate_interval(expr: object) -> str:
         raise ValidationError(
             f"interval: {normal!r} is not a 5-field crontab expression or an @ alias",
             field="interval")
+    if not _is_valid(normal) or any(_is_reversed(field) for field in fields):
+        problem = _field_problem(fields)
+        raise ValidationError(f"interval: {problem}" if problem else
+                              f"interval: {normal!r} is not a valid crontab expression "
+                              "(or never fires)", field="interval")
+    return normal
+
+
+def _is_valid(expr: str) -> bool:
     from croniter import croniter
     from croniter.croniter import CroniterError
 
     try:
-        valid = croniter.is_valid(normal, strict=True) and len(croniter(normal).expanded) == 5
+        return croniter.is_valid(expr, strict=True) and len(croniter(expr).expanded) == 5
     except (CroniterError, ValueError, KeyError, OverflowError):
-        valid = False
-    if not valid or any(_is_reversed(field) for field in fields):
-        raise ValidationError(f"interval: {normal!r} is not a valid crontab expression "
-                              "(or never fires)", field="interval")
-    return normal
+        return False
+
+
+def _field_problem(fields: list[str]) -> str | None:
+    """``"minute: 61 is out of range 0-59"``: the first field that is wrong on its own.
+
+    None when every field is valid alone (the expression never fires, e.g. ``0 0 31 2 *``).
+    """
+    for index, (name, low, high) in enumerate(CRON_FIELDS):
+        text = fields[index]
+        valid_alone = _is_valid(" ".join(text if i == index else "*" for i in range(5)))
+        for part in text.split(","):
+            values = part.split("/")[0].split("#")[0]
+            if valid_alone and _is_reversed(values):
+                return f"{name}: the range {values!r} is reversed"
+            for number in re.findall(r"\d+", values):
+                if not valid_alone and not low <= int(number) <= high:
+                    return f"{name}: {number} is out of range {low}-{high}"
+        if not valid_alone:
+            return f"{name}: {text!r} is not valid"
+    return None
 
 
 def _is_reversed(field: str) -> bool:

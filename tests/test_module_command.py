@@ -31,7 +31,7 @@ def test_exit_zero_is_success_and_output_is_kept(run):
 def test_nonzero_exit_is_a_failure_with_the_status_first(run):
     status, message = run(f"{PY} -c \"print('half done'); raise SystemExit(3)\"")
     assert status == "failed"
-    assert message == "exit status 3\nhalf done"
+    assert message == "exit status 3: half done\nhalf done"
 
 
 def test_silent_failure_still_says_why(run):
@@ -71,7 +71,8 @@ def test_huge_output_is_capped_at_4_kib_keeping_the_end(run):
     assert status == "failed"
     assert len(message.encode()) <= 4096
     lines = message.splitlines()
-    assert lines[0] == "exit status 2"
+    assert lines[0].startswith("exit status 2: …éé") and len(lines[0]) <= 200
+    assert lines[0].endswith("é / the error at the end")
     assert lines[1].startswith("[... ") and lines[1].endswith(" earlier bytes of output omitted]")
     assert lines[-1] == "the error at the end"
     omitted = int(lines[1].split()[1])

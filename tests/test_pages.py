@@ -231,7 +231,7 @@ def test_change_module_rerenders_the_form_keeping_values(web, db):
 
 @pytest.mark.parametrize("changes, field, message", [
     ({"interval": "every two days"}, "interval", "is not a 5-field crontab expression"),
-    ({"interval": "61 * * * *"}, "interval", "not a valid crontab expression"),
+    ({"interval": "61 * * * *"}, "interval", "minute: 61 is out of range 0-59"),
     ({"name": "   "}, "name", "name: must not be empty"),
     ({"ordering": "abc"}, "ordering", "ordering: must be a whole number"),
     ({"ordering": "-1"}, "ordering", "ordering: must be between 0"),

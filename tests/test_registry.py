@@ -323,8 +323,9 @@ def test_task_whose_module_is_gone_fails_clearly(tmp_path, clock):
     report = Runner(store, load_modules(), node="node1", clock=clock).run_scheduled()
     assert [(r.task, r.status) for r in report.results] == \
         [("orphan", "failed"), ("fine", "success")]
-    assert report.results[0].message == \
-        "taskmodule: unknown task module 'uninstalled' (is the module installed?)"
+    assert report.results[0].message == ("taskmodule: unknown task module 'uninstalled';"
+                                         " installed: backup, cleanup, command, eventcounter,"
+                                         " http, simplestats (is the module installed?)")
 
 
 def test_stored_options_that_no_longer_validate_fail_the_run(tmp_path, clock):
@@ -347,7 +348,7 @@ def test_cli_modules_json_lists_every_module_with_its_schema(db_path, capsys):
                             "simplestats"}
     assert modules["eventcounter"]["options"]["event_counter"] == \
         {"type": "str", "description": "Name of the event counter to read.",
-         "required": True, "default": None}
+         "required": True, "default": None, "secret": False}
     assert modules["backup"]["options"]["keep"]["default"] == 7
     assert modules["http"]["options"]["method"]["default"] == "GET"
 

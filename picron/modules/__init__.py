@@ -212,12 +212,14 @@ class Registry:
     def get(self, identifier: str) -> type[TaskModule]:
         """The module for ``identifier`` (any case); raises ``ValidationError``.
 
-        If a third-party module of that name failed to load, the message says why.
+        If a third-party module of that name failed to load, the message says why;
+        otherwise it lists the installed modules.
         """
         key = identifier.lower() if isinstance(identifier, str) else None
         module = self.modules.get(key) if key else None
         if module is None:
-            why = f" ({self.skipped[key]})" if key in self.skipped else ""
+            why = (f" ({self.skipped[key]})" if key in self.skipped else
+                   f"; installed: {', '.join(sorted(self.modules)) or 'none'}")
             raise ValidationError(f"taskmodule: unknown task module {identifier!r}{why}",
                                   field="taskmodule")
         return module

@@ -1,7 +1,8 @@
 """The ``command`` module: run a program (split like a shell would, run without a shell).
 
 The output kept is the end of it (where errors usually are), so that the run's
-message stays within its 4 KiB however much the program prints.
+message stays within its 4 KiB however much the program prints. A failure's first line
+is the exit status with the last lines of output, so one-line views show the cause.
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import subprocess
 
 from picron.errors import ValidationError
 from picron.modules import Option, TaskModule
-from picron.records import MAX_MESSAGE_BYTES
+from picron.records import MAX_MESSAGE_BYTES, message_tail
 
 CHUNK_BYTES = 65536
-# Room left in the message for the status line and the "output omitted" note.
-OUTPUT_BYTES = MAX_MESSAGE_BYTES - 128
+# Room left in the message for the status line (up to 200 characters of UTF-8, with the
+# output's tail) and the "output omitted" note.
+OUTPUT_BYTES = MAX_MESSAGE_BYTES - 1024
 
 
 class Command(TaskModule):
@@ -47,8 +49,11 @@ class Command(TaskModule):
             output, omitted = read_tail(process.stdout, OUTPUT_BYTES)
             returncode = process.wait()
         if returncode != 0:  # first, so that it is always in the message
-            self.say(f"exit status {returncode}" if returncode > 0
-                     else f"killed by signal {-returncode}")
+            status = (f"exit status {returncode}" if returncode > 0
+                      else f"killed by signal {-returncode}")
+            # the first line stays within the 200 characters a table shows
+            self.say(f"{status}: {message_tail(output, 3, 198 - len(status))}"
+                     if output.strip() else status)
         if omitted:
             self.say(f"[... {omitted} earlier bytes of output omitted]")
         if output:

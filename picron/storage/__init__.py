@@ -225,8 +225,8 @@ class Store(ABC):
 
     @abstractmethod
     def list_runs(self, task_id: int | None = None, limit: int = 50,
-                  status: str | None = None) -> list[Run]:
-        """The run history, newest first."""
+                  status: str | None = None, task_name: str | None = None) -> list[Run]:
+        """The run history, newest first; ``task_name``: the kept runs of a deleted task."""
 
     @abstractmethod
     def get_run(self, run_id: int) -> Run:
@@ -290,6 +290,10 @@ class Store(ABC):
     @abstractmethod
     def set_setting(self, key: str, value: str) -> None:
         """Store a setting."""
+
+    @abstractmethod
+    def delete_setting(self, key: str) -> bool:
+        """Remove a setting; False if it was not set."""
 
     @abstractmethod
     def list_audit(self, limit: int = 100) -> list[AuditEntry]:

@@ -364,8 +364,11 @@ class SqlStore(Store):
     # -- run history ---------------------------------------------------------------------
 
     def list_runs(self, task_id: int | None = None, limit: int = 50,
-                  status: str | None = None) -> list[Run]:
+                  status: str | None = None, task_name: str | None = None) -> list[Run]:
         clauses, params = [], []
+        if task_name is not None:
+            clauses.append("run.task_id is null and run.task_name = ?")
+            params.append(task_name)
         if task_id is not None:
             clauses.append("run.task_id = ?")
             params.append(task_id)
@@ -453,6 +456,10 @@ class SqlStore(Store):
         with self.transaction():
             self._exec("insert into setting (key, value) values (?, ?) on conflict (key)"
                        " do update set value = excluded.value", (key, value))
+
+    def delete_setting(self, key: str) -> bool:
+        with self.transaction():
+            return self._exec("delete from setting where key = ?", (key,)) > 0
 
     def list_audit(self, limit: int = 100) -> list[AuditEntry]:
         rows = self._all("select id, at, actor, action, task_id, detail from audit"

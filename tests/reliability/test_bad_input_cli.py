@@ -95,10 +95,10 @@ def test_options(seeded, capsys, extra):
     ["task", "edit", "nope", "--interval", "@daily"],
     ["task", "show", "nope"], ["task", "delete", "nope"], ["task", "enable", "nope"],
     ["run_manually", "-t", "nope"], ["run_scheduled", "-n", ""],
-    ["run_scheduled", "-n", "a/b"], ["list", "-n", ""], ["frobnicate"], [],
+    ["run_scheduled", "-n", "a/b"], ["list", "-n", ""], ["frobnicate"],
     ["history", "--limit", "0"], ["next", "--count", "abc"], ["run_scheduled", "--at", "x"],
     ["counter", "incr", "c", "--by", "-1"], ["task"], ["stats", "show"],
-], ids=lambda argv: " ".join(argv)[:40] or "nothing")
+], ids=lambda argv: " ".join(argv)[:40])  # no command: the overview (test_cli_usage.py)
 def test_cli_usage(seeded, capsys, argv):
     refused(argv, seeded, capsys)
 
