@@ -110,8 +110,9 @@ def save_task(app, req: Request, task_id: str) -> Response:
     if req.field("change_module"):
         return _form(app, req, values, task)
     try:
-        spec = app.parse_task(form_data(app, values, new=False), current=task.spec)
-        task = app.store.update_task(task.id, spec, app.clock(), actor=actor(req))
+        data = form_data(app, values, new=False)
+        task = app.store.edit_task(task.id, lambda current: app.parse_task(data, current=current),
+                                   app.clock(), actor=actor(req))
     except PicronError as error:
         if error.http_status not in (400, 409):
             raise
