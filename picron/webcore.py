@@ -66,7 +66,7 @@ class Request:
     body: bytes = b""
     form: dict[str, list[str]] = field(default_factory=dict)  # parsed urlencoded body
     json: object = None  # parsed JSON body (None if none was sent)
-    user: str | None = None  # "admin" once authenticated, "local" without a password
+    user: str | None = None  # "admin" (password) or "token" (the API token) once logged in
     csrf_token: str = ""  # the session's token, for forms to embed
     cookies: dict[str, str] = field(default_factory=dict)
     client: str = ""  # the client's address (failed logins are limited per client)

@@ -165,7 +165,7 @@ def test_s3_password_storage_and_guessing(lab, serve, figure):
         # from 40 addresses: one address may hold only 32 connections (S12)
         threads = [threading.Thread(target=lambda i=i: results.append(
             get(other.port, "/api/tasks", extra=_basic("admin", f"p{i}"),
-                source=f"127.0.2.{i + 1}")[0]))
+                source=f"127.0.2.{i + 1}", timeout=120)[0]))  # scrypts queue: be patient
             for i in range(40)]
         for thread in threads:
             thread.start()

@@ -1,6 +1,7 @@
 """W1, W2, W4, D1, D2: the served web page under load, slow clients, SIGTERM and backups."""
 from __future__ import annotations
 
+import collections
 import http.client
 import json
 import random
@@ -93,6 +94,7 @@ def test_w1_concurrent_clients(lab, serve, figure):
 
 
 SLOW = 200
+SOURCES = [f"127.0.3.{i}" for i in range(1, 11)]  # the slow clients' addresses
 SLOW_SECONDS = scale(13, 60)
 
 
@@ -105,13 +107,14 @@ def test_w2_slowloris(lab, serve, figure):
         conns: dict[socket.socket, list[float]] = {}
         while not stop.is_set():
             while len(conns) < SLOW:
-                # from 10 addresses: one address may hold only 32 connections (S12)
-                source = (f"127.0.3.{1 + len(conns) % 10}", 0)
+                # from 10 addresses, evenly: one address may hold only 32 connections (S12)
+                used = collections.Counter(times[2] for times in conns.values())
+                source = min(SOURCES, key=lambda address: used[address])
                 sock = socket.create_connection(("127.0.0.1", served.port), timeout=5,
-                                                source_address=source)
+                                                source_address=(source, 0))
                 sock.setblocking(False)
                 sock.send(b"G")
-                conns[sock] = [time.monotonic(), time.monotonic()]
+                conns[sock] = [time.monotonic(), time.monotonic(), source]
             readable, _, _ = select.select(list(conns), [], [], 0.05)
             now = time.monotonic()
             closed = set()
