@@ -157,6 +157,7 @@ def check_url(value: object, field_name: str) -> str:
     except ValueError:
         parts = None
     if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname
+            or len(value) > 2048
             or any(ch.isspace() or not ch.isprintable() for ch in value)):
         raise ValidationError(f"{field_name}: {value!r} is not an http:// or https:// URL",
                               field=field_name)

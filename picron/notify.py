@@ -14,16 +14,73 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from urllib.parse import urlsplit
 
 from picron import __version__
 from picron.config import smtp_address
+from picron.errors import PicronError
+from picron.records import Finished
+from picron.storage import Store
 
 DOWN, UP = "down", "up"
 TIMEOUT_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The config's destinations (a task's own fields override them), and the time bound."""
+
+    url: str | None = None
+    email: str | None = None
+    smtp_host: str = "localhost"
+    mail_from: str | None = None
+    timeout: float = TIMEOUT_SECONDS
+
+    @classmethod
+    def from_config(cls, config) -> Settings:
+        return cls(url=config.notify_url, email=config.notify_email,
+                   smtp_host=config.smtp_host, mail_from=config.mail_from)
+
+
+def notify_run(store: Store, finished: Finished, settings: Settings, now: datetime) -> str:
+    """Record and deliver the down/up event a run caused, if any (SPEC §7); never raises.
+
+    ``finished`` is what ``Store.finish_run`` returned: the node's state before the run, as
+    the finishing transaction saw it, so each change is announced once. Returns "" or one
+    line saying what could not be delivered, which is also added to the run's message.
+    """
+    if finished.before is None:  # no state kept there (see Finished): nothing changed
+        return ""
+    change = state_change(finished.before[0], finished.status, finished.before[1])
+    if change is None:
+        return ""
+    event, streak = change
+    try:
+        run = store.get_run(finished.run_id)
+        task = store.get_task(run.task_id)
+        event_id = store.add_event(now, event, task.id, task.name, run.node, run.id, streak)
+    except PicronError as error:  # e.g. the task was deleted meanwhile, a busy database
+        logger.warning("notification %r of run %d not recorded: %s", event, finished.run_id,
+                       error.message)
+        return ""
+    notice = Notice(event=event, task=task.name, task_id=task.id, node=run.node,
+                    run=run.to_json(), failure_streak=streak)
+    delivery = deliver(notice, url=destination(task.notify_url, settings.url),
+                       email=destination(task.notify_email, settings.email),
+                       smtp_host=settings.smtp_host, mail_from=settings.mail_from,
+                       timeout=settings.timeout)
+    note = f"notification {event!r} not delivered: {delivery.trouble}" if delivery.trouble else ""
+    try:
+        store.mark_event_delivered(event_id, delivery.delivered, delivery.detail)
+        if note:
+            store.append_run_message(run.id, note)
+    except PicronError as error:
+        logger.warning("notification %r of run %d: %s", event, run.id, error.message)
+    return note
 
 
 def state_change(previous: str | None, status: str, streak: int) -> tuple[str, int] | None:

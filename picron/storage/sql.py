@@ -18,8 +18,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 
 from picron.errors import AlreadyRunning, Conflict, NotFound
-from picron.records import (AuditEntry, Claim, Event, Run, RunningRun, Task, TaskSpec,
-                            truncate_message)
+from picron.records import (MAX_MESSAGE_BYTES, AuditEntry, Claim, Event, Finished, Run,
+                            RunningRun, Task, TaskSpec, truncate_message)
 from picron.schedule import ceil_second, from_db, get_zone, next_fire, to_db, utcnow
 from picron.storage import Store, UniqueViolation
 from picron.storage.rules import DUE, TICK_UPSERT
@@ -298,30 +298,43 @@ class SqlStore(Store):
                      start=from_db(to_db(now)), timeout=effective)
 
     def finish_run(self, run_id: int, status: str, end: datetime, duration: float,
-                   message: str = "") -> bool:
+                   message: str = "") -> Finished | None:
         with self.transaction():
             run = self._one(
                 "update run set status = ?, end_at = ?, duration = ?, message = ?"
                 " where id = ? and status = 'running' returning task_id, node, start_at",
                 (status, to_db(end), round(duration, 3), truncate_message(message), run_id))
             if run is None:
-                return False
-            self._apply_result(run[0], run[1], run[2], status, end)
-        return True
+                return None
+            before = self._apply_result(run[0], run[1], run[2], status, end)
+        return Finished(run_id=run_id, status=status, before=before)
+
+    def append_run_message(self, run_id: int, line: str) -> None:
+        with self.transaction():
+            row = self._one("select message from run where id = ?", (run_id,))
+            if row is None:
+                raise NotFound(f"run {run_id} not found", field="id")
+            line = truncate_message(line, MAX_MESSAGE_BYTES // 2)
+            room = MAX_MESSAGE_BYTES - len(line.encode()) - 1
+            message = f"{truncate_message(row[0], room)}\n{line}" if row[0] else line
+            self._exec("update run set message = ? where id = ?", (message, run_id))
 
     def _apply_result(self, task_id: int | None, node: str, start_at: str, status: str,
-                      end: datetime) -> None:
+                      end: datetime) -> tuple[str | None, int] | None:
         """SPEC §2 rule 4: a success, or a failure that counts, becomes the node's last run
         and moves the next run; a failure that will be retried keeps the slot but is not
-        due again before ``end``, so ticks that overlapped it do not retry it at once."""
+        due again before ``end``, so ticks that overlapped it do not retry it at once.
+        Returns the node's (last status, failure streak) before this run, None if it has
+        no state (see ``Finished``)."""
         row = self._one(
             "select task.interval, task.timezone, task.active, task.retry_if_failed,"
             " task.max_retries, task_node.last_run_at, task_node.next_run_at,"
-            " task_node.failure_streak, task_node.failed_attempts from task"
+            " task_node.failure_streak, task_node.failed_attempts, task_node.last_status"
+            " from task"
             " join task_node on task_node.task_id = task.id and task_node.node = ?"
             " where task.id = ?", (node, task_id))
         if row is None:
-            return  # deleted meanwhile, or a manual run on a node the task is not on
+            return None  # deleted meanwhile, or a manual run on a node the task is not on
         failed = status != "success"
         attempts = row["failed_attempts"] + 1 if failed else 0
         counts = (not failed or not row["retry_if_failed"]
@@ -340,6 +353,7 @@ class SqlStore(Store):
             " where task_id = ? and node = ?",
             (last_run_at, next_run_at, due_at if row["active"] else None, status,
              row["failure_streak"] + 1 if failed else 0, attempts, start_at, task_id, node))
+        return row["last_status"], row["failure_streak"]
 
     def running_runs(self) -> list[RunningRun]:
         rows = self._all(
