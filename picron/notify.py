@@ -53,7 +53,7 @@ def notify_run(store: Store, finished: Finished, settings: Settings, now: dateti
     the finishing transaction saw it, so each change is announced once. Returns "" or one
     line saying what could not be delivered, which is also added to the run's message.
     """
-    if finished.before is None:  # no state kept there (see Finished): nothing changed
+    if finished.before is None:  # the task was deleted meanwhile
         return ""
     change = state_change(finished.before[0], finished.status, finished.before[1])
     if change is None:

@@ -184,8 +184,7 @@ class Finished:
 
     ``before`` is (the status of the previous finished run there or None, the failure
     streak) as the finishing transaction saw it, which makes a down/up change (SPEC §7)
-    unambiguous; None when the node keeps no state (a task deleted meanwhile, or a manual
-    run on a node the task is not on).
+    unambiguous; None when the task was deleted meanwhile.
     """
 
     run_id: int

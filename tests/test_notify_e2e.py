@@ -344,6 +344,28 @@ def test_task_fields_are_validated(app):
         assert error.value.field == field and error.value.message.startswith(field)
 
 
+def test_finish_run_returns_the_state_it_replaced(store, clock):
+    task = add(store, clock, module="succeed")
+
+    def claim():
+        return store.claim_run(task.id, "node1", "manual", clock(), pid=1, host="h",
+                               timeout=60).run_id
+
+    def finish(status, run_id=None):
+        return store.finish_run(run_id or claim(), status, clock(), 0.1)
+
+    assert finish("failed").before == (None, 0)
+    assert finish("timeout").before == ("failed", 1)
+    finished = finish("success")
+    assert (finished.status, finished.before) == ("success", ("timeout", 2))
+    run_id = claim()
+    assert finish("failed", run_id).run_id == run_id
+    assert finish("failed", run_id) is None  # finished once only
+    run_id = claim()
+    store.delete_task(task.id, clock())
+    assert finish("failed", run_id).before is None
+
+
 def test_a_note_added_to_a_full_message_is_kept_whole(store, clock):
     task = add(store, clock, module="succeed")
     claim = store.claim_run(task.id, "node1", "manual", clock(), pid=1, host="h", timeout=60)

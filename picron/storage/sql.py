@@ -306,35 +306,31 @@ class SqlStore(Store):
                 (status, to_db(end), round(duration, 3), truncate_message(message), run_id))
             if run is None:
                 return None
-            before = self._apply_result(run[0], run[1], run[2], status, end)
+            before = self._node_state(run[0], run[1])
+            self._apply_result(run[0], run[1], run[2], status, end)
         return Finished(run_id=run_id, status=status, before=before)
 
-    def append_run_message(self, run_id: int, line: str) -> None:
-        with self.transaction():
-            row = self._one("select message from run where id = ?", (run_id,))
-            if row is None:
-                raise NotFound(f"run {run_id} not found", field="id")
-            line = truncate_message(line, MAX_MESSAGE_BYTES // 2)
-            room = MAX_MESSAGE_BYTES - len(line.encode()) - 1
-            message = f"{truncate_message(row[0], room)}\n{line}" if row[0] else line
-            self._exec("update run set message = ? where id = ?", (message, run_id))
+    def _node_state(self, task_id: int | None, node: str) -> tuple[str | None, int] | None:
+        """(last status, failure streak) of a task on a node, (None, 0) before its first
+        run there, None if the task is gone (SPEC §7 decides down/up from this)."""
+        row = self._one("select task_node.last_status, task_node.failure_streak from task"
+                        " left join task_node on task_node.task_id = task.id"
+                        " and task_node.node = ? where task.id = ?", (node, task_id))
+        return None if row is None else (row[0], row[1] or 0)
 
     def _apply_result(self, task_id: int | None, node: str, start_at: str, status: str,
-                      end: datetime) -> tuple[str | None, int] | None:
+                      end: datetime) -> None:
         """SPEC §2 rule 4: a success, or a failure that counts, becomes the node's last run
         and moves the next run; a failure that will be retried keeps the slot but is not
-        due again before ``end``, so ticks that overlapped it do not retry it at once.
-        Returns the node's (last status, failure streak) before this run, None if it has
-        no state (see ``Finished``)."""
+        due again before ``end``, so ticks that overlapped it do not retry it at once."""
         row = self._one(
             "select task.interval, task.timezone, task.active, task.retry_if_failed,"
             " task.max_retries, task_node.last_run_at, task_node.next_run_at,"
-            " task_node.failure_streak, task_node.failed_attempts, task_node.last_status"
-            " from task"
+            " task_node.failure_streak, task_node.failed_attempts from task"
             " join task_node on task_node.task_id = task.id and task_node.node = ?"
             " where task.id = ?", (node, task_id))
         if row is None:
-            return None  # deleted meanwhile, or a manual run on a node the task is not on
+            return  # deleted meanwhile, or a manual run on a node the task is not on
         failed = status != "success"
         attempts = row["failed_attempts"] + 1 if failed else 0
         counts = (not failed or not row["retry_if_failed"]
@@ -353,7 +349,6 @@ class SqlStore(Store):
             " where task_id = ? and node = ?",
             (last_run_at, next_run_at, due_at if row["active"] else None, status,
              row["failure_streak"] + 1 if failed else 0, attempts, start_at, task_id, node))
-        return row["last_status"], row["failure_streak"]
 
     def running_runs(self) -> list[RunningRun]:
         rows = self._all(
@@ -390,6 +385,16 @@ class SqlStore(Store):
         rows = self._all(f"{_RUN_SELECT}{where} order by run.id desc limit ?",
                          (*params, limit))
         return [_run(row) for row in rows]
+
+    def append_run_message(self, run_id: int, line: str) -> None:
+        with self.transaction():
+            row = self._one("select message from run where id = ?", (run_id,))
+            if row is None:
+                raise NotFound(f"run {run_id} not found", field="id")
+            line = truncate_message(line, MAX_MESSAGE_BYTES // 2)
+            room = MAX_MESSAGE_BYTES - len(line.encode()) - 1
+            message = f"{truncate_message(row[0], room)}\n{line}" if row[0] else line
+            self._exec("update run set message = ? where id = ?", (message, run_id))
 
     def get_run(self, run_id: int) -> Run:
         row = self._one(f"{_RUN_SELECT} where run.id = ?", (run_id,))
