@@ -7,7 +7,6 @@ is logged and described, and the run keeps its status.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -173,6 +172,7 @@ def post_webhook(url: str, notice: Notice, timeout: float = TIMEOUT_SECONDS) -> 
     """POST the JSON payload to ``url``; raises unless the answer is 2xx (no redirects)."""
     # Imported here, not at the top: every tick that ran a task imports this module for
     # state_change, and most of them have nothing to send.
+    import json
     import urllib.error
     import urllib.request
 
