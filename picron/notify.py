@@ -220,7 +220,7 @@ def mail_text(notice: Notice) -> str:
     """The body of a notification mail: what changed, and the run that changed it."""
     run = notice.run
     if notice.event == DOWN:
-        headline = f"Task {notice.task!r} is DOWN on node {notice.node}: its run {run['status']}."
+        headline = f"Task {notice.task!r} is DOWN on node {notice.node} (run {run['status']})."
     else:
         runs = "run" if notice.failure_streak == 1 else "runs"
         headline = (f"Task {notice.task!r} is UP again on node {notice.node}, after "

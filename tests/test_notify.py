@@ -283,7 +283,7 @@ def test_mail_through_the_smtp_server(sink):
     assert mail["Subject"] == "picron: nightly <backup> is DOWN on node1"
     assert mail.get_content_type() == "text/plain"
     body = mail.get_content()
-    assert "Task 'nightly <backup>' is DOWN on node node1: its run failed." in body
+    assert "Task 'nightly <backup>' is DOWN on node node1 (run failed)." in body
     assert "disk full" in body
 
 
