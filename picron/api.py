@@ -140,6 +140,12 @@ def get_run(app, req: Request, run_id: str) -> Response:
     return json_response(app.store.get_run(path_id(run_id, "run")).to_json())
 
 
+def list_events(app, req: Request) -> Response:
+    """Down/up notification events (SPEC §7), newest first."""
+    limit = _int_arg(req, "limit", 50, 1, MAX_LIMIT)
+    return json_response([event.to_json() for event in app.store.list_events(limit)])
+
+
 def list_modules(app, req: Request) -> Response:
     return json_response([module.to_json() for module in app.registry])
 
@@ -237,6 +243,7 @@ ROUTES = [
     ("POST", _TASK + "/run", run_task),
     ("GET", r"/api/runs", list_runs),
     ("GET", r"/api/runs/(?P<run_id>[^/]+)", get_run),
+    ("GET", r"/api/events", list_events),
     ("GET", r"/api/modules", list_modules),
     ("GET", r"/api/nodes", get_nodes),
     ("GET", r"/api/counters", list_counters),

@@ -49,12 +49,14 @@ class App:
 
     def runner(self, store=None):
         """A ``Runner`` for the local node, on ``store`` (default: this app's)."""
+        from picron.notify import Settings
         from picron.runner import Runner
 
         # The registry is passed as a function: a tick with nothing due never loads a module.
         return Runner(store or self.store, lambda: self.registry, node=self.config.node,
                       default_timeout=self.config.task_timeout,
-                      history_days=self.config.history_days, clock=self.clock)
+                      history_days=self.config.history_days, clock=self.clock,
+                      notify=Settings.from_config(self.config))
 
     def parse_task(self, data, base=None, current=None):
         """Validate a task definition (see ``picron.tasks.parse_task``)."""

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how many runs (default 20)")
     sub.add_argument("--json", action="store_true", help="print a JSON array of run records")
 
+    sub = command("events", "show the down/up notification events, newest first",
+                  commands.cmd_events)
+    sub.add_argument("--limit", type=_positive_int, default=20, metavar="K",
+                     help="how many events (default 20)")
+    sub.add_argument("--json", action="store_true", help="print a JSON array of events")
+
     sub = command("counter", "read or change an event counter", commands.cmd_counter)
     sub.add_argument("action", choices=["incr", "decr", "reset", "read"])
     sub.add_argument("name", metavar="NAME")
@@ -221,6 +227,13 @@ def _definition_options(sub: argparse.ArgumentParser, required: bool) -> None:
                      help="IANA time zone of the interval ('none': server time zone)")
     sub.add_argument("--timeout", metavar="S", type=_int_or_none, default=argparse.SUPPRESS,
                      help="seconds before a run is stopped ('none': config task_timeout)")
+    sub.add_argument("--notify-url", metavar="URL", type=_none_or_text, default=argparse.SUPPRESS,
+                     help="webhook for the task's down/up events ('': none, "
+                          "'none': config notify_url)")
+    sub.add_argument("--notify-email", metavar="ADDR", type=_none_or_text,
+                     default=argparse.SUPPRESS,
+                     help="address for the task's down/up mails ('': none, "
+                          "'none': config notify_email)")
 
 
 def _add_stats_commands(stats: argparse.ArgumentParser) -> None:
@@ -277,3 +290,8 @@ def _int_or_none(text: str) -> int | None:
 
 def _str_or_none(text: str) -> str | None:
     return None if text.lower() in ("none", "") else text
+
+
+def _none_or_text(text: str) -> str | None:
+    """'none' is null (the config's destination); anything else, "" included, is the value."""
+    return None if text.lower() == "none" else text

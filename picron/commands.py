@@ -95,7 +95,7 @@ def _definition(args) -> dict:
                            ("retry_if_failed", "retry_if_failed")):
         if getattr(args, attribute, None) is not None:
             data[key] = getattr(args, attribute)
-    for key in ("max_retries", "timezone", "timeout"):
+    for key in ("max_retries", "timezone", "timeout", "notify_url", "notify_email"):
         if hasattr(args, key):
             data[key] = getattr(args, key)
     if args.nodes is not None:
@@ -195,6 +195,22 @@ def cmd_next(args, app) -> int:
 
     tasks = [app.store.find_task(args.name)] if args.name else app.store.list_tasks(args.node)
     print(next_table(tasks, args.node, args.count, app.zone, args.utc))
+    return EXIT_OK
+
+
+def cmd_events(args, app) -> int:
+    from picron.output import format_time, print_json, table
+
+    events = app.store.list_events(args.limit)
+    if args.json:
+        print_json([event.to_json() for event in events])
+    elif not events:
+        print("no events recorded (a task's first failure on a node is one)")
+    else:
+        print(table(["time", "event", "task", "node", "streak", "run", "delivered", "detail"],
+                    [[format_time(e.at, app.zone), e.event, e.task_name, e.node,
+                      e.failure_streak, e.run_id or "-", "yes" if e.delivered else "no",
+                      e.detail or "-"] for e in events]))
     return EXIT_OK
 
 

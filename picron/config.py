@@ -12,10 +12,16 @@ _KEYS = {"database": str, "node": str, "nodes": list, "timezone": str, "listen":
          "task_timeout": int, "history_days": int, "allowed_hosts": list}
 _FIELDS = ("database", "node", "nodes", "timezone", "listen", "task_timeout", "history_days",
            "allowed_hosts", "path")
+# Notifications (SPEC §7): where down/up events go by default, and how mail is sent.
+_NOTIFY_DEFAULTS = {"notify_url": None, "notify_email": None, "smtp_host": "localhost",
+                    "mail_from": None}
+_KEYS.update(dict.fromkeys(_NOTIFY_DEFAULTS, str))
+_FIELDS += tuple(_NOTIFY_DEFAULTS)
 
 
 class Config(namedtuple("Config", _FIELDS,
-                        defaults=(None, "127.0.0.1:8080", 3600, 30, (), None))):
+                        defaults=(None, "127.0.0.1:8080", 3600, 30, (), None,
+                                  *_NOTIFY_DEFAULTS.values()))):
     """Resolved settings; every field after ``nodes`` has its SPEC §3 default.
 
     A named tuple, not a dataclass: every cron tick reads the configuration, and importing
@@ -95,6 +101,7 @@ def explain_config(config_path: str | None = None, db_path: str | None = None,
         history_days=values.get("history_days", 30),
         allowed_hosts=tuple(values.get("allowed_hosts", ())),
         path=path,
+        **_notify_settings(values, path),
     )
     return config, {"config": why_config, "database": why_database, "node": why_node}
 
@@ -147,3 +154,74 @@ def _read_toml(path: os.PathLike) -> dict:
 def _default_db(env) -> str:
     base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "picron", "picron.db")
+
+
+def _notify_settings(values: dict, path) -> dict:
+    settings = {key: values.get(key, default) for key, default in _NOTIFY_DEFAULTS.items()}
+    checks = {"notify_url": check_url, "notify_email": check_email, "mail_from": check_email,
+              "smtp_host": smtp_address}
+    for key, check in checks.items():
+        if key in values:
+            try:
+                check(values[key], key)
+            except ValidationError as error:
+                raise ConfigError(f"config: {error.message} (in {path})") from None
+    return settings
+
+
+def check_url(value: object, field_name: str) -> str:
+    """``value`` if it is an http(s) URL with a host, or ``""`` (none); else raise."""
+    # Imported here: a cron tick reads the config, and usually needs no URL parsing.
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str):
+        raise ValidationError(f"{field_name}: must be a string", field=field_name)
+    if value == "":
+        return value
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname
+            or len(value) > 2048
+            or any(ch.isspace() or not ch.isprintable() for ch in value)):
+        raise ValidationError(f"{field_name}: {value!r} is not an http:// or https:// URL",
+                              field=field_name)
+    return value
+
+
+_NOT_IN_ADDRESS = frozenset('@<>()[]\\,;:"')
+
+
+def check_email(value: object, field_name: str) -> str:
+    """``value`` if it is one plausible e-mail address (``user@domain``), or ``""``; else raise."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field_name}: must be a string", field=field_name)
+    if value == "":
+        return value
+    local, at, domain = value.rpartition("@")
+    if (not at or not local or len(value) > 254 or len(local) > 64
+            or any(ch.isspace() or not ch.isprintable() or ch in _NOT_IN_ADDRESS for ch in local)
+            or not all(label and all(ch.isalnum() or ch == "-" for ch in label)
+                       for label in domain.split("."))):
+        raise ValidationError(f"{field_name}: {value!r} is not an e-mail address "
+                              "(user@example.org)", field=field_name)
+    return value
+
+
+def smtp_address(value: object, field_name: str = "smtp_host") -> tuple[str, int]:
+    """``host[:port]`` (``[IPv6]:port`` too) as (host, port); the port defaults to 25."""
+    host, port = value, "25"
+    if isinstance(value, str) and value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("" if rest else "25")
+    elif isinstance(value, str) and value.count(":") == 1:
+        host, _, port = value.partition(":")
+    if (not isinstance(host, str) or not host or not port.isascii() or not port.isdigit()
+            or not 0 < int(port) <= 65535
+            or not all(ch.isalnum() or ch in ".-_:" for ch in host)):
+        raise ValidationError(f"{field_name}: {value!r} is not host[:port] "
+                              "(for example localhost or mail.example.org:587)",
+                              field=field_name)
+    return host, int(port)

@@ -15,7 +15,8 @@ from picron.webcore import Raw, Request, Response, html_response, render
 
 TASKS_PER_PAGE = 100  # on the task list: 1,000 rows are hard to read and slow to build
 
-NAV = (("/", "Tasks"), ("/history", "History"), ("/stats", "Stats"), ("/audit", "Audit"))
+NAV = (("/", "Tasks"), ("/history", "History"), ("/events", "Events"), ("/stats", "Stats"),
+       ("/audit", "Audit"))
 
 _PAGE = """<!doctype html>
 <html lang="en">

@@ -1,4 +1,4 @@
-"""The HTML pages: task list, task forms, history, audit log and monitoring stats.
+"""The HTML pages: task list, task forms, history, events, audit log and monitoring stats.
 
 Server-rendered with ``webcore.render`` (every value escaped unless ``Raw``) so that the
 page works without JavaScript; ``/static/app.js`` only adds the live interval preview.
@@ -212,6 +212,33 @@ def _run_task(name: str, task_id: int | None, selected: str) -> Raw:
     return render('<a href="/history?task=$id">$name</a>', id=task_id, name=name)
 
 
+_EVENT = """<tr><td data-label="Time">$at</td><td data-label="Event">$event</td>
+<td data-label="Task">$task</td><td data-label="Node">$node</td>
+<td data-label="Failures" class="num">$streak</td>
+<td data-label="Delivered">$delivered</td><td data-label="Detail" class="message">$detail</td></tr>
+"""
+
+
+def events(app, req: Request) -> Response:
+    """Down/up notification events (SPEC §7), newest first, and whether they went out."""
+    found = app.store.list_events(HISTORY_LIMIT)
+    if not found:
+        content = Raw('<p class="empty">No events yet: a task that fails on a node is '
+                      '"down" there, and "up" again at its next success.</p>')
+    else:
+        rows = Raw("".join(render(
+            _EVENT, at=time_tag(e.at, app.zone),
+            event=render('<span class="badge $kind">$event</span>', event=e.event,
+                         kind="failed" if e.event == "down" else "success"),
+            task=_run_task(e.task_name, e.task_id, ""), node=e.node, streak=e.failure_streak,
+            delivered="yes" if e.delivered else "no", detail=e.detail) for e in found))
+        content = render('<table class="events"><thead><tr><th>Time</th><th>Event</th>'
+                         '<th>Task</th><th>Node</th><th>Failures</th><th>Delivered</th>'
+                         '<th>Detail</th></tr></thead>\n<tbody>\n$rows</tbody></table>',
+                         rows=rows)
+    return page(app, req, "Events", render("<h1>Events</h1>\n$content", content=content))
+
+
 def audit(app, req: Request) -> Response:
     """Every change of a task: when, who, what."""
     entries = app.store.list_audit(HISTORY_LIMIT)
@@ -278,6 +305,7 @@ ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
     ("POST", rf"/tasks/{_ID}/disable", disable_task),
     ("POST", rf"/tasks/{_ID}/run", run_task),
     ("GET", r"/history", history),
+    ("GET", r"/events", events),
     ("GET", r"/audit", audit),
     ("GET", r"/stats", stats_index),
     ("GET", r"/stats/(?P<key>.+)", stats_key),

@@ -186,10 +186,24 @@ class Event:
     detail: str
 
     def to_json(self) -> dict:
-        return {"id": self.id, "at": to_db(self.at), "event": self.event,
-                "task_id": self.task_id, "task": self.task_name, "node": self.node,
-                "run_id": self.run_id, "failure_streak": self.failure_streak,
-                "delivered": self.delivered, "detail": self.detail}
+        """The SPEC §6 event object."""
+        return {"time": to_db(self.at), "event": self.event, "task": self.task_name,
+                "task_id": self.task_id, "node": self.node, "run_id": self.run_id,
+                "delivered": self.delivered}
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A run ``Store.finish_run`` has just finished, and its node's state before it.
+
+    ``before`` is (the status of the previous finished run there or None, the failure
+    streak) as the finishing transaction saw it, which makes a down/up change (SPEC §7)
+    unambiguous; None when the task was deleted meanwhile.
+    """
+
+    run_id: int
+    status: str
+    before: tuple[str | None, int] | None
 
 
 def truncate_message(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:

@@ -69,7 +69,7 @@ class Runner:
     def __init__(self, store: Store, registry, *, node: str,
                  default_timeout: int = 3600, history_days: int | None = None,
                  clock: Callable[[], datetime] = utcnow, isolate: bool | None = None,
-                 host: str | None = None) -> None:
+                 host: str | None = None, notify=None) -> None:
         self.store = store
         self._registry = registry
         self.node = node
@@ -78,6 +78,7 @@ class Runner:
         self.clock = clock
         self.isolate = store.can_share_with_child() if isolate is None else isolate
         self.host = host or os.uname().nodename  # what socket.gethostname() returns
+        self.notify = notify  # picron.notify.Settings: where down/up events go (SPEC §7)
 
     @property
     def registry(self):
@@ -165,10 +166,11 @@ class Runner:
 
                 status, message = run_module(module, options, context)
         duration = time.monotonic() - started
-        self.store.finish_run(claim.run_id, status, self.clock(), duration, message)
+        finished = self.store.finish_run(claim.run_id, status, self.clock(), duration, message)
+        note = self._notify(finished)
         return RunResult(run_id=claim.run_id, task_id=task.id, task=task.name,
                          node=claim.node, trigger=claim.trigger, status=status,
-                         message=message, duration=duration)
+                         message=f"{message}\n{note}" if note else message, duration=duration)
 
     def recover_interrupted(self, now: datetime) -> list[int]:
         """Record runs whose owning process died as ``interrupted``; returns their ids."""
@@ -178,9 +180,21 @@ class Runner:
             if why is None:
                 continue
             duration = max((now - run.start).total_seconds(), 0.0)
-            if self.store.finish_run(run.id, "interrupted", now, duration, f"interrupted: {why}"):
+            finished = self.store.finish_run(run.id, "interrupted", now, duration,
+                                             f"interrupted: {why}")
+            if finished:
                 recovered.append(run.id)
+                self._notify(finished)
         return recovered
+
+    def _notify(self, finished) -> str:
+        """Record and send the down/up event of a finished run (SPEC §7), within the
+        notification timeout; returns what could not be delivered ("" if nothing)."""
+        if not finished:
+            return ""
+        from picron.notify import Settings, notify_run
+
+        return notify_run(self.store, finished, self.notify or Settings(), self.clock())
 
 
     def _lost(self, run: RunningRun, now: datetime) -> str | None:

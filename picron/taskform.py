@@ -22,7 +22,8 @@ from picron.webcore import Raw, Request, Response, escape, redirect, render
 
 PREVIEW_COUNT = 5
 TEXT_FIELDS = ("name", "interval", "timezone", "nodes", "taskmodule", "ordering",
-               "max_retries", "timeout")
+               "max_retries", "timeout", "notify_url", "notify_email")
+NOTIFY_FIELDS = ("notify_url", "notify_email")  # each with an "_off" box: "" (none)
 FLAG_FIELDS = ("active", "retry_if_failed")
 OPTION_PREFIX = "option."
 
@@ -45,6 +46,10 @@ $interval
 <fieldset class="group"><legend>When it fails</legend>
 $retry
 <div class="row">$max_retries$timeout</div>
+</fieldset>
+<fieldset class="group"><legend>Notifications</legend>
+<div class="row">$notify_url$notify_email</div>
+<div class="row">$notify_url_off$notify_email_off</div>
 </fieldset>
 <div class="form-actions"><button class="primary" name="save" value="1">$submit</button>
 <a class="button" href="/">Cancel</a></div>
@@ -70,7 +75,8 @@ def new_task(app, req: Request) -> Response:
     values = {"name": "", "interval": "", "timezone": "", "nodes": app.config.node,
               "taskmodule": req.arg("taskmodule") or _first_module(app), "ordering": "0",
               "max_retries": "", "timeout": "", "active": True, "retry_if_failed": True,
-              "options": {}}
+              "options": {}, "notify_url": "", "notify_email": "", "notify_url_off": False,
+              "notify_email_off": False}
     return _form(app, req, values)
 
 
@@ -100,6 +106,8 @@ def edit_task(app, req: Request, task_id: str) -> Response:
               "timeout": "" if task.timeout is None else str(task.timeout),
               "options": mask_options(task.options, module_or_none(app.registry,
                                                                   task.taskmodule))}
+    for key in NOTIFY_FIELDS:
+        values[key], values[f"{key}_off"] = getattr(task, key) or "", getattr(task, key) == ""
     return _form(app, req, values, task)
 
 
@@ -124,6 +132,7 @@ def form_values(req: Request) -> dict:
     """The posted form as the strings (and two flags) the form shows again."""
     values: dict = {key: (req.field(key) or "").strip() for key in TEXT_FIELDS}
     values.update({key: req.field(key) == "true" for key in FLAG_FIELDS})
+    values.update({f"{key}_off": req.field(f"{key}_off") == "true" for key in NOTIFY_FIELDS})
     values["options"] = {key[len(OPTION_PREFIX):]: req.field(key) or ""
                          for key in req.form if key.startswith(OPTION_PREFIX)}
     return values
@@ -140,6 +149,8 @@ def form_data(app, values: dict, new: bool) -> dict:
     data["ordering"] = _number(values["ordering"], "ordering") if values["ordering"] else 0
     for key in ("max_retries", "timeout"):
         data[key] = _number(values[key], key) if values[key] else None
+    for key in NOTIFY_FIELDS:  # empty: the config's (null); the box: none for this task ("")
+        data[key] = "" if values[f"{key}_off"] else values[key] or None
     if values["nodes"] or not new:
         data["nodes"] = [n.strip() for n in values["nodes"].split(",")] if values["nodes"] \
             else []
@@ -214,6 +225,18 @@ def _form(app, req: Request, values: dict, task: Task | None = None,
         timeout=text("timeout", "Timeout (seconds)",
                      f"Empty: the default ({app.config.task_timeout} s).", kind="number",
                      extra=f' min="1" step="1" placeholder="{app.config.task_timeout}"'),
+        notify_url=text("notify_url", "Webhook URL", "Down/up events are POSTed here as JSON. "
+                        "Empty: the configured default"
+                        f"{' (notify_url)' if app.config.notify_url else ' (none set)'}.",
+                        kind="url", extra=' spellcheck="false" autocomplete="off"'),
+        notify_email=text("notify_email", "E-mail address", "Down/up events are mailed here. "
+                          "Empty: the configured default "
+                          f"({app.config.notify_email or 'none set'}).", kind="email",
+                          extra=' spellcheck="false" autocomplete="off"'),
+        notify_url_off=_check("notify_url_off", "No webhook for this task",
+                              values["notify_url_off"], "", Raw("")),
+        notify_email_off=_check("notify_email_off", "No mail for this task",
+                                values["notify_email_off"], "", Raw("")),
         zones=Raw("".join(render('<option value="$name">', name=name) for name in _zones())))
     title = f"Edit {task.name}" if task else "New task"
     return page(app, req, title, body, error.http_status if error is not None else 200)

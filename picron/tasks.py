@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from picron.config import check_node
+from picron.config import check_email, check_node, check_url
 from picron.errors import ValidationError
 from picron.modules import Registry, TaskModule
 from picron.records import TaskSpec
@@ -27,9 +27,10 @@ MAX_INT = 2**31 - 1
 # Fields a client may send back unchanged (e.g. PUT of a GET result); they are ignored.
 READ_ONLY_FIELDS = frozenset(
     {"id", "last_update", "last_runs", "next_runs", "last_status", "failure_streak",
-     "last_attempts", "notify_url", "notify_email"})
+     "last_attempts"})
 EDITABLE_FIELDS = ("name", "active", "ordering", "interval", "timezone", "nodes",
-                   "taskmodule", "options", "retry_if_failed", "max_retries", "timeout")
+                   "taskmodule", "options", "retry_if_failed", "max_retries", "timeout",
+                   "notify_url", "notify_email")
 
 
 def parse_task(data: object, registry: Registry, default_nodes: tuple[str, ...],
@@ -203,4 +204,7 @@ _CHECKS = {
     "nodes": check_nodes,
     "taskmodule": _check_module,
     "options": lambda value: value,  # checked against the module's schema below
+    # SPEC §7: null is the config's destination, "" none for this task
+    "notify_url": lambda value: None if value is None else check_url(value, "notify_url"),
+    "notify_email": lambda value: None if value is None else check_email(value, "notify_email"),
 }

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from datetime import datetime, tzinfo
 
-    from picron.records import (AuditEntry, Claim, Event, Run, RunningRun, Task, TaskSpec,
-                                TickMark)
+    from picron.records import (AuditEntry, Claim, Event, Finished, Run, RunningRun, Task,
+                                TaskSpec, TickMark)
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -206,9 +206,14 @@ class Store(ABC):
 
     @abstractmethod
     def finish_run(self, run_id: int, status: str, end: datetime, duration: float,
-                   message: str = "") -> bool:
+                   message: str = "") -> Finished | None:
         """Record the end of a run still ``running`` (compare-and-set) and apply SPEC §2
-        rule 4 to the task's schedule; returns whether this call finished it."""
+        rule 4 to the task's schedule; returns ``Finished`` (with the node's state before
+        the run) if this call finished it, else None."""
+
+    @abstractmethod
+    def append_run_message(self, run_id: int, line: str) -> None:
+        """Add a line to a finished run's message (kept whole if the message is cut)."""
 
     @abstractmethod
     def running_runs(self) -> list[RunningRun]:

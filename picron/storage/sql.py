@@ -18,8 +18,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 
 from picron.errors import AlreadyRunning, Conflict, NotFound
-from picron.records import (FAILURE_STATUSES, AuditEntry, Claim, Event, Run, RunningRun,
-                            Task, TaskSpec, TickMark, truncate_message)
+from picron.records import (FAILURE_STATUSES, MAX_MESSAGE_BYTES, AuditEntry, Claim, Event,
+                            Finished, Run, RunningRun, Task, TaskSpec, TickMark,
+                            truncate_message)
 from picron.schedule import from_db, get_zone, next_fire, to_db, utcnow
 from picron.storage import Store, UniqueViolation
 from picron.storage.rules import DUE, TICK_UPSERT
@@ -306,16 +307,25 @@ class SqlStore(Store):
                      start=from_db(to_db(now)), timeout=effective)
 
     def finish_run(self, run_id: int, status: str, end: datetime, duration: float,
-                   message: str = "") -> bool:
+                   message: str = "") -> Finished | None:
         with self.transaction():
             run = self._one(
                 "update run set status = ?, end_at = ?, duration = ?, message = ?"
                 " where id = ? and status = 'running' returning task_id, node, start_at",
                 (status, to_db(end), round(duration, 3), truncate_message(message), run_id))
             if run is None:
-                return False
+                return None
+            before = self._node_state(run[0], run[1])
             self._apply_result(run[0], run[1], run[2], status)
-        return True
+        return Finished(run_id=run_id, status=status, before=before)
+
+    def _node_state(self, task_id: int | None, node: str) -> tuple[str | None, int] | None:
+        """(last status, failure streak) of a task on a node, (None, 0) before its first
+        run there, None if the task is gone (SPEC §7 decides down/up from this)."""
+        row = self._one("select task_node.last_status, task_node.failure_streak from task"
+                        " left join task_node on task_node.task_id = task.id"
+                        " and task_node.node = ? where task.id = ?", (node, task_id))
+        return None if row is None else (row[0], row[1] or 0)
 
     def _apply_result(self, task_id: int | None, node: str, start_at: str,
                       status: str) -> None:
@@ -384,6 +394,16 @@ class SqlStore(Store):
         rows = self._all(f"{_RUN_SELECT}{where} order by run.id desc limit ?",
                          (*params, limit))
         return [_run(row) for row in rows]
+
+    def append_run_message(self, run_id: int, line: str) -> None:
+        with self.transaction():
+            row = self._one("select message from run where id = ?", (run_id,))
+            if row is None:
+                raise NotFound(f"run {run_id} not found", field="id")
+            line = truncate_message(line, MAX_MESSAGE_BYTES // 2)
+            room = MAX_MESSAGE_BYTES - len(line.encode()) - 1
+            message = f"{truncate_message(row[0], room)}\n{line}" if row[0] else line
+            self._exec("update run set message = ? where id = ?", (message, run_id))
 
     def get_run(self, run_id: int) -> Run:
         row = self._one(f"{_RUN_SELECT} where run.id = ?", (run_id,))
