@@ -351,7 +351,7 @@ def test_cli_modules_json_lists_every_module_with_its_schema(db_path, capsys):
                             "simplestats"}
     assert modules["eventcounter"]["options"]["event_counter"] == \
         {"type": "str", "description": "Name of the event counter to read.",
-         "required": True, "default": None}
+         "required": True, "default": None, "secret": False}
     assert modules["backup"]["options"]["keep"]["default"] == 7
     assert modules["http"]["options"]["method"]["default"] == "GET"
 
