@@ -35,6 +35,7 @@ MAX_BODY = 1 << 20
 REQUEST_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256  # room for 200 stalled clients (W2) plus the real ones
 MAX_PER_CLIENT = 32  # connections one client address may hold (SPEC §6)
+ACCEPT_BATCH = 256  # connections accepted per wake-up of the server loop
 SHUTDOWN_GRACE = 5.0
 LINGER_SECONDS = 1.0
 SCHEDULER_PERIOD = 60.0
@@ -266,6 +267,25 @@ class Server(ThreadingHTTPServer):
         self._in_flight = 0
         self._idle = threading.Condition()
         super().__init__(address, Handler)
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.socket.setblocking(False)  # accept until the listen queue is empty (below)
+
+    def _handle_request_noblock(self) -> None:
+        # socketserver accepts one connection per wake-up of its select loop: a client
+        # re-opening hundreds of connections kept the listen queue full, and everyone
+        # else's connection waited a second for its SYN to be sent again (S12).
+        for _ in range(ACCEPT_BATCH):
+            try:
+                request, client_address = self.get_request()
+            except OSError:  # the queue is empty (BlockingIOError), or the client left
+                return
+            try:
+                self.process_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks up the host's FQDN, which may wait for DNS.
