@@ -2,7 +2,7 @@
 
 ``http.server``'s defaults fail under load and abuse (a listen backlog of 5, no
 timeouts, one thread per connection without limit, a trusted ``Content-Length``), so
-this module sets every limit: backlog 128, at most ``MAX_CONNECTIONS`` connection
+this module sets every limit: backlog 1024, at most ``MAX_CONNECTIONS`` connection
 threads (more get 503 at once) and ``MAX_PER_CLIENT`` of them per client address (more
 from that address are closed at once, so one client cannot starve the others), ``REQUEST_TIMEOUT`` seconds to send a request's head
 and again its body (a slowloris client is cut off however slowly it trickles), 1 MiB
@@ -249,7 +249,9 @@ def _target_of(request_line: bytes) -> str:
 class Server(ThreadingHTTPServer):
     """A threading HTTP server with a real backlog, a thread cap and in-flight tracking."""
 
-    request_queue_size = 128
+    # Room for a client that keeps re-opening its 300 refused connections (S12): with 128
+    # they filled the queue, and others' connections waited a second for a SYN resend.
+    request_queue_size = 1024
     daemon_threads = True
     block_on_close = False
 
