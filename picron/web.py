@@ -2,7 +2,7 @@
 
 ``http.server``'s defaults fail under load and abuse (a listen backlog of 5, no
 timeouts, one thread per connection without limit, a trusted ``Content-Length``), so
-this module sets every limit: backlog 128, at most ``MAX_CONNECTIONS`` connection
+this module sets every limit: backlog 1024, at most ``MAX_CONNECTIONS`` connection
 threads (more get 503 at once) and ``MAX_PER_CLIENT`` of them per client address (more
 from that address are closed at once, so one client cannot starve the others), ``REQUEST_TIMEOUT`` seconds to send a request's head
 and again its body (a slowloris client is cut off however slowly it trickles), 1 MiB
@@ -35,6 +35,7 @@ MAX_BODY = 1 << 20
 REQUEST_TIMEOUT = 10.0
 MAX_CONNECTIONS = 256  # room for 200 stalled clients (W2) plus the real ones
 MAX_PER_CLIENT = 32  # connections one client address may hold (SPEC §6)
+ACCEPT_BATCH = 256  # connections accepted per wake-up of the server loop
 SHUTDOWN_GRACE = 5.0
 LINGER_SECONDS = 1.0
 SCHEDULER_PERIOD = 60.0
@@ -248,7 +249,9 @@ def _target_of(request_line: bytes) -> str:
 class Server(ThreadingHTTPServer):
     """A threading HTTP server with a real backlog, a thread cap and in-flight tracking."""
 
-    request_queue_size = 128
+    # Room for a client that keeps re-opening its 300 refused connections (S12): with 128
+    # they filled the queue, and others' connections waited a second for a SYN resend.
+    request_queue_size = 1024
     daemon_threads = True
     block_on_close = False
 
@@ -266,6 +269,25 @@ class Server(ThreadingHTTPServer):
         self._in_flight = 0
         self._idle = threading.Condition()
         super().__init__(address, Handler)
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.socket.setblocking(False)  # accept until the listen queue is empty (below)
+
+    def _handle_request_noblock(self) -> None:
+        # socketserver accepts one connection per wake-up of its select loop: a client
+        # re-opening hundreds of connections kept the listen queue full, and everyone
+        # else's connection waited a second for its SYN to be sent again (S12).
+        for _ in range(ACCEPT_BATCH):
+            try:
+                request, client_address = self.get_request()
+            except OSError:  # the queue is empty (BlockingIOError), or the client left
+                return
+            try:
+                self.process_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks up the host's FQDN, which may wait for DNS.

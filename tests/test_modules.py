@@ -17,7 +17,8 @@ SPEC_OPTIONS = {  # SPEC §5, exactly
     "eventcounter": {"event_counter": "str", "stats_key": "str", "reset_event_counter": "bool"},
     "cleanup": {"stats_older_than_days": "int", "runs_older_than_days": "int"},
     "command": {"command": "str", "workdir": "str"},
-    "http": {"url": "str", "method": "str", "expect_status": "int"},
+    "http": {"url": "str", "method": "str", "expect_status": "int", "body": "str",
+             "content_type": "str", "headers": "str"},
     "backup": {"directory": "str", "keep": "int"},
 }
 
