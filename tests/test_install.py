@@ -23,7 +23,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # what README's `python3` is on Debian and Ubuntu
-LOCATIONS = ("/opt/picron", "/usr/local/bin", "/etc/picron", "/etc/cron.d", "/var/lib/picron")
+LOCATIONS = ("/opt/picron", "/usr/local/bin", "/etc/picron", "/etc/cron.d",
+             "/etc/bash_completion.d", "/var/lib/picron")
 SOURCES = ("pyproject.toml", "README.md", "picron", "cron.d", "systemd")
 # Where installed distributions are found to copy: this test's environment, then Debian's
 # (python3-wheel: setuptools builds the wheel of `pip install .` with it).
@@ -98,7 +99,8 @@ def scratch():
     root = Path(tempfile.mkdtemp(prefix="picron-setup-", dir="/tmp"))
     root.chmod(0o755)
     user = f"pcrtest{os.getpid()}"[:32]
-    for location in ("/opt", "/usr/local/bin", "/etc/cron.d", "/var/lib", "/src"):
+    for location in ("/opt", "/usr/local/bin", "/etc/cron.d", "/etc/bash_completion.d",
+                     "/var/lib", "/src"):
         (root / location.lstrip("/")).mkdir(parents=True)
     for name in SOURCES:  # a clean copy: `pip install .` writes build files into the tree
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
@@ -132,6 +134,8 @@ def test_readme_server_setup_then_a_tick_as_the_picron_user(scratch):
             for name in ("croniter", "wheel"):
                 copy_distribution(name, site_packages, set())
     doctor = done.stdout  # the block ends with `picron doctor` as the user
+    completion = (root / "etc/bash_completion.d/picron").read_text()
+    assert "complete -F" in completion and "run_scheduled" in completion
     database = root / "var/lib/picron/picron.db"
     assert f"database:  {database}  <- database in {config}" in doctor
     assert f"user:      {user}" in doctor and "ok:" in doctor
