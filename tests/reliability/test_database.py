@@ -3,6 +3,7 @@ in a read-only directory, on a full disk), a database locked by another process,
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import sqlite3
@@ -164,6 +165,26 @@ def test_a_read_only_database_is_read_but_never_written(lab):
             assert f"database {path}: is read-only" in done.stderr
         after = _fingerprint(path)
     assert after == before  # not written, and no -wal or -shm left beside it
+
+
+def test_the_web_page_reads_a_read_only_database(lab, serve):
+    from tests.reliability.conftest import api_token
+
+    path = str(lab.tmp / "sub" / "picron.db")
+    os.mkdir(os.path.dirname(path))
+    _picron_db(lab, path)
+    api_token(lab)  # created while the file is writable
+    with read_only(path):
+        before = _fingerprint(path)
+        served = serve()
+        status, _, body = served.request("GET", "/api/tasks")
+        assert status == 200 and json.loads(body)[0]["name"] == "due"
+        assert served.request("GET", "/")[0] == 200
+        status, _, body = served.request("POST", "/api/tasks/1/run", {})
+        assert status == 503 and b"is read-only" in body
+        served.stop()
+        after = _fingerprint(path)
+    assert after == before
 
 
 @contextmanager
