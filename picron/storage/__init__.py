@@ -97,6 +97,9 @@ class Store(ABC):
 
     location: str
     default_zone: tzinfo | None
+    # Opened for reading only (asked for, or a SQLite file this user may not write):
+    # writes raise StorageError "read-only".
+    read_only: bool = False
 
     # -- the connection ------------------------------------------------------------------
 

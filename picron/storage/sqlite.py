@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import tzinfo
 
 from picron.storage.sql import SqlStore
-from picron.storage.sqlitedb import backup_database, connect, storage_error
+from picron.storage.sqlitedb import backup_database, connect, may_write, storage_error
 
 
 class SqliteStore(SqlStore):
@@ -31,6 +31,7 @@ class SqliteStore(SqlStore):
         super().__init__(location, default_zone)
         self._conn = connect(location, create=create, busy_timeout=busy_timeout,
                              read_only=read_only)
+        self.read_only = read_only or (location != ":memory:" and not may_write(location))
 
     # -- Store -------------------------------------------------------------------------
 

@@ -260,14 +260,23 @@ def _check_file(path: str, create: bool, read_only: bool) -> bool:
         raise StorageError(f"database {path}: not a picron database (empty file)")
     if not os.access(path, os.R_OK):
         raise StorageError(f"database {path}: cannot read: Permission denied")
-    # A file without write bits is read-only on purpose, even for root (who could write it).
-    if not os.access(path, os.W_OK) or not status.st_mode & 0o222:
+    if not may_write(path):
         return True
     directory = os.path.dirname(os.path.abspath(path))
     if not read_only and not os.access(directory, os.W_OK | os.X_OK) and not all(
             os.path.exists(path + suffix) for suffix in ("-wal", "-shm")):
         raise StorageError(_directory_read_only(path))
     return read_only
+
+
+def may_write(path: str) -> bool:
+    """Whether this process may write the database file ``path``."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return False
+    # A file without write bits is read-only on purpose, even for root (who could write it).
+    return bool(os.access(path, os.W_OK) and status.st_mode & 0o222)
 
 
 def _directory_read_only(path: str) -> str:
