@@ -143,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
             commands.cmd_doctor)
 
     sub = command("backup", "write a consistent copy of the database", commands.cmd_backup)
-    sub.add_argument("path", metavar="PATH", help="the backup file to write")
+    sub.add_argument("path", metavar="PATH",
+                     help="the backup file to write (not the live database)")
+    sub.add_argument("--force", action="store_true", help="replace PATH if it exists")
 
     sub = command("completion", "print a shell completion script, made from this parser",
                   commands.cmd_completion)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from picron.errors import PicronError, ValidationError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 _SYSLOG = "/dev/log"
 
 
@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"picron: error: internal error ({type(error).__name__}: {error}); "
               "run again with --debug for details", file=sys.stderr)
-        return EXIT_FAILED
+        # A tick that could not complete is exit 3: cron and monitoring read run_scheduled's
+        # exit 1 as "a task failed".
+        return EXIT_ENVIRONMENT if any(word in _TICK_COMMANDS for word in argv) else EXIT_FAILED
 
 
 def build_parser():

@@ -336,11 +336,17 @@ def cmd_token(args, app) -> int:
 
 
 def cmd_check(args, app) -> int:
+    from picron.errors import StorageError
     from picron.health import check_ticks, failing_tasks
 
-    ok, message = check_ticks(app.store, app.config.node, app.clock(), args.max_age)
+    try:
+        ok, message = check_ticks(app.store, app.config.node, app.clock(), args.max_age)
+        failing = failing_tasks(app.store, app.config.node) if args.tasks else []
+    except StorageError as error:  # damaged, someone else's, unreadable: no tick can complete
+        print(f"ticks on node {app.config.node} cannot complete: {error.message}",
+              file=sys.stderr)
+        return EXIT_FAILED
     print(message, file=sys.stdout if ok else sys.stderr)
-    failing = failing_tasks(app.store, app.config.node) if args.tasks else []
     if failing:
         print(f"failing on node {app.config.node}: {', '.join(failing)}", file=sys.stderr)
     return EXIT_OK if ok and not failing else EXIT_FAILED
@@ -361,6 +367,19 @@ def cmd_doctor(args, app) -> int:
 
 
 def cmd_backup(args, app) -> int:
+    import os
+
+    from picron.files import same_file
+    from picron.storage import is_postgres
+
+    live = app.config.database
+    if live != ":memory:" and not is_postgres(live) and any(
+            same_file(args.path, live + suffix) for suffix in ("", "-wal", "-shm", "-journal")):
+        raise ValidationError(f"backup: {args.path} is the live database {live} (or one of its "
+                              "files); write the backup somewhere else", field="path")
+    if os.path.lexists(args.path) and not args.force:
+        raise ValidationError(f"backup: {args.path} exists; use --force to replace it",
+                              field="path")
     app.store.backup(args.path)
     print(f"backup written to {args.path}")
     return EXIT_OK

@@ -86,11 +86,17 @@ def explain_config(config_path: str | None = None, db_path: str | None = None,
         if key in values and values[key] <= 0:
             raise ConfigError(f"config: {key} must be a positive number of "
                               f"{'seconds' if key == 'task_timeout' else 'days'}")
+    in_file, why_file = values.get("database"), f"database in {path}"
+    if in_file and _is_file(in_file) and _resolve(in_file, path) != in_file:
+        how = "~ expanded" if in_file.startswith("~") else "relative to that file's directory"
+        in_file, why_file = _resolve(in_file, path), f"{why_file} ({in_file!r}, {how})"
     database, why_database = _first(
         (db_path, "option --db"), (env.get("PICRON_DB"), "environment variable PICRON_DB"),
-        (values.get("database"), f"database in {path}"),
+        (in_file, why_file),
         (_default_db(env), "the default ($XDG_DATA_HOME/picron/picron.db, else "
                            "~/.local/share/picron/picron.db of this user)"))
+    if _is_file(database):
+        database = os.path.expanduser(database)
     config = Config(
         database=database,
         node=node,
@@ -149,6 +155,18 @@ def _read_toml(path: os.PathLike) -> dict:
         if expected is list and not all(isinstance(item, str) for item in value):
             raise ConfigError(f"config: {key} in {path} must be a list of strings")
     return values
+
+
+def _is_file(database: str) -> bool:
+    """Whether a database location names a SQLite file (not ":memory:", not a URL)."""
+    return database != ":memory:" and "://" not in database
+
+
+def _resolve(database: str, config_file: os.PathLike) -> str:
+    """A file's ``database`` as SPEC §3 reads it: ``~`` expanded, and a relative path
+    relative to the config file's directory (cron's working directory is not a shell's)."""
+    database = os.path.expanduser(database)
+    return os.path.join(os.path.dirname(os.path.abspath(config_file)), database)
 
 
 def _default_db(env) -> str:

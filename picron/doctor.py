@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 import pwd
-import sqlite3
 import stat
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import quote
 
 from picron.config import explain_config
-from picron.storage.sqlitedb import MIGRATIONS
+from picron.errors import StorageError
 from picron.schedule import to_db
-from picron.storage.sqlite import SqliteStore as Store
+from picron.storage import SchemaBehind, open_store
 
 
 @dataclass
@@ -105,23 +103,16 @@ def _check_file(report: Diagnosis, path: str) -> bool:
 
 
 def _check_contents(report: Diagnosis, path: str, node: str, now: datetime) -> None:
-    """Schema version, this node's last tick and tasks, read without writing anything."""
+    """Schema, pages, this node's last tick and tasks, read without writing anything."""
     try:
-        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error as error:
-        report.problem(f"cannot open {path}: {error}")
+        store = open_store(path, create=False, read_only=True)
+    except SchemaBehind as error:
+        report.add("schema", error.message.removeprefix(f"database {path}: "))
+        return
+    except StorageError as error:
+        report.problem(error.message)
         return
     try:
-        conn.row_factory = sqlite3.Row
-        version = conn.execute("pragma user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            report.problem(f"schema version {version} is newer than this picron "
-                           f"({len(MIGRATIONS)}): upgrade picron")
-            return
-        if version == 0:
-            report.add("schema", "empty: picron will create its tables on first use")
-            return
-        store = Store(conn)
         last = store.last_tick(node)
         ago = "" if last is None else f" ({int((now - last).total_seconds() // 60)} min ago)"
         report.add("last tick", f"{to_db(last) + ago} on node {node}" if last else
@@ -132,10 +123,10 @@ def _check_contents(report: Diagnosis, path: str, node: str, now: datetime) -> N
         report.add("tasks", f"{len(tasks)} in all, {sum(t.active for t in here)} active on "
                             f"node {node}" + (f"; other nodes: {', '.join(others)}"
                                               if others else ""))
-    except sqlite3.Error as error:
-        report.problem(f"cannot read {path}: {error}")
+    except StorageError as error:
+        report.problem(error.message)
     finally:
-        conn.close()
+        store.close()
 
 
 def _login(uid: int) -> str:

@@ -8,7 +8,11 @@ from picron.schedule import to_db
 
 
 def check_ticks(store, node: str, now: datetime, max_age_minutes: int = 15) -> tuple[bool, str]:
-    """(ok, message): ok when ``run_scheduled`` ran on ``node`` within ``max_age_minutes``."""
+    """(ok, message): ok when ``run_scheduled`` ran on ``node`` within ``max_age_minutes``
+    and could write the database (a read-only one fails every tick)."""
+    if store.read_only:
+        return False, (f"database {store.location} is read-only: run_scheduled on node {node} "
+                       "cannot record its ticks and runs")
     last = store.last_tick(node)
     if last is None:
         return False, (f"run_scheduled has never been invoked on node {node}: "

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from picron.config import check_node
 from picron.errors import ValidationError
+from picron.files import private_temporary
 from picron.schedule import parse_instant
 from picron.tasks import EDITABLE_FIELDS, READ_ONLY_FIELDS, task_json
 
@@ -57,10 +58,7 @@ def write_private(path: str, text: str) -> None:
     is then renamed over ``path``: a reader never sees a partial file, nor a file that others
     may read. Raises ``OSError``.
     """
-    directory, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                 0o600)
+    fd, temporary = private_temporary(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)

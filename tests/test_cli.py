@@ -185,9 +185,11 @@ def test_unusable_database_exits_3_and_is_left_untouched(tmp_path, capsys, kind,
         path.write_bytes(content) if kind != "readonly" else None
     before = None if kind == "directory" else path.read_bytes()
     capsys.readouterr()
-    code, out, err = run(capsys, "--db", str(path), "list")
+    # A read-only file can be read (tests/reliability/test_database.py); writing it cannot.
+    argv = ["counter", "incr", "c"] if kind == "readonly" else ["list"]
+    code, out, err = run(capsys, "--db", str(path), *argv)
     assert code == 3 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert str(path) in err
+    assert str(path) in err and ("read-only" in err or kind != "readonly")
     if before is not None:
         assert path.read_bytes() == before
 
@@ -267,6 +269,78 @@ def test_next_check_and_backup(db_path, capsys, tmp_path):
     assert copy.execute("select name from task").fetchall() == [("hello",)]
 
 
+@pytest.mark.parametrize("spelling", ["same", "symlink", "dotdot", "hardlink", "wal", "shm"])
+def test_backup_refuses_the_live_database(db_path, capsys, tmp_path, spelling):
+    add(capsys)
+    run(capsys, "list")
+    link = tmp_path / "link.db"
+    if spelling == "symlink":
+        link.symlink_to(db_path)
+    elif spelling == "hardlink":
+        os.link(db_path, link)
+    target = {"same": db_path, "symlink": str(link), "hardlink": str(link),
+              "dotdot": str(tmp_path / ".." / tmp_path.name / "picron.db"),
+              "wal": db_path + "-wal", "shm": db_path + "-shm"}[spelling]
+    before, names = dump_database(db_path), _files(tmp_path)
+    for force in ([], ["--force"]):
+        code, out, err = run(capsys, "backup", target, *force)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+        assert "is the live database" in err and "backup written" not in err
+    assert dump_database(db_path) == before and _files(tmp_path) == names
+
+
+def _files(directory) -> list[str]:
+    """The files in ``directory``, without SQLite's -wal/-shm (open connections keep them)."""
+    return sorted(name for name in os.listdir(directory) if not name.endswith(("-wal", "-shm")))
+
+
+def test_backup_replaces_an_existing_file_only_with_force(db_path, capsys, tmp_path):
+    add(capsys)
+    target = tmp_path / "copy.db"
+    target.write_text("an older file\n")
+    target.chmod(0o644)
+    code, out, err = run(capsys, "backup", str(target))
+    assert code == 2 and out == "" and f"{target} exists; use --force" in err
+    assert target.read_text() == "an older file\n"
+    code, out, _ = run(capsys, "backup", "--force", str(target))
+    assert code == 0 and out == f"backup written to {target}\n"
+    assert os.stat(target).st_mode & 0o777 == 0o600
+    assert sqlite3.connect(target).execute("select name from task").fetchall() == [("hello",)]
+    assert _files(tmp_path) == ["copy.db", "picron.db"]  # no temporary left
+
+
+def test_backup_file_is_private_from_its_creation(db_path, capsys, tmp_path, monkeypatch):
+    """Every file that appears beside the backup is 0600 the moment SQLite first opens it,
+    and one planted under the temporary name (with a reader holding it open) is not used."""
+    add(capsys)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    planted = backups / f".copy.db.{os.getpid()}.tmp"
+    planted.write_bytes(b"")
+    planted.chmod(0o666)
+    reader = open(planted, "rb")
+    seen = {}
+    real_connect = sqlite3.connect
+
+    def connect(target, *args, **kwargs):
+        if str(target).startswith(str(backups)):
+            seen[str(target)] = os.stat(target).st_mode & 0o777
+        return real_connect(target, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    old_umask = os.umask(0)
+    try:
+        assert run(capsys, "backup", str(backups / "copy.db"))[0] == 0
+    finally:
+        os.umask(old_umask)
+        monkeypatch.undo()
+    assert list(seen.values()) == [0o600]
+    assert reader.read() == b""  # the reader of the planted file got nothing of the database
+    reader.close()
+    assert os.listdir(backups) == ["copy.db"]
+    assert os.stat(backups / "copy.db").st_mode & 0o777 == 0o600
+
+
 def test_new_database_has_private_permissions(tmp_path, capsys, monkeypatch):
     path = tmp_path / "data" / "picron" / "picron.db"
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
@@ -300,3 +374,24 @@ def test_python_dash_m_picron_is_the_same_program(db_path):
     done = subprocess.run([sys.executable, "-m", "picron", "task", "show", "x"],
                           capture_output=True, text=True, env=os.environ)
     assert done.returncode == 2 and done.stderr == "picron: error: task 'x' not found\n"
+
+
+@pytest.mark.parametrize("where", ["idle look", "full tick"])
+@pytest.mark.parametrize("argv", [["run_scheduled", "-c"], ["run-scheduled"]])
+def test_a_tick_that_cannot_complete_exits_3_never_1(db_path, capsys, monkeypatch, where, argv):
+    """Exit 1 of run_scheduled means "a task failed" to cron and monitoring."""
+    from picron import runner, storage
+
+    def broken(*args, **kwargs):
+        raise ValueError("unexpected")
+
+    add(capsys)
+    if where == "idle look":
+        monkeypatch.setattr(storage, "tick_is_idle", broken)
+    else:
+        monkeypatch.setattr(storage, "tick_is_idle", lambda *args: False)
+        monkeypatch.setattr(runner.Runner, "run_scheduled", broken)
+    if where == "idle look" and "-c" not in argv:
+        pytest.skip("only a quiet tick takes the idle look")
+    code, out, err = run(capsys, *argv)
+    assert code == 3 and out == "" and "internal error (ValueError: unexpected)" in err

@@ -81,3 +81,45 @@ def test_doctor_exits_1_when_a_tick_would_fail(db_path, capsys, tmp_path, no_def
     code, out, _ = run(capsys, "--db", str(blocker / "sub" / "x.db"), "doctor")
     assert code == 1 and f"{blocker} is not a directory" in out
     assert not (blocker.parent / "sub").exists()
+
+
+def test_a_database_in_a_config_file_expands_home_and_is_relative_to_the_file(
+        tmp_path, monkeypatch, no_default_config):
+    """cron's working directory is not a shell's: the file's own directory is the base."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    toml = etc / "picron.toml"
+    toml.write_text('database = "~/picron.db"\n')
+    monkeypatch.chdir(tmp_path)
+    config, why = explain_config(str(toml), None, {})
+    assert config.database == str(tmp_path / "home" / "picron.db")
+    assert why["database"] == f"database in {toml} ('~/picron.db', ~ expanded)"
+    toml.write_text('database = "data/picron.db"\n')
+    config, why = explain_config("etc/picron.toml", None, {})
+    assert config.database == str(etc / "data" / "picron.db")
+    assert why["database"].endswith("('data/picron.db', relative to that file's directory)")
+    toml.write_text('database = "/srv/picron.db"\n')
+    assert explain_config(str(toml), None, {})[0].database == "/srv/picron.db"
+    for location in (":memory:", "postgresql://u@h/db"):
+        toml.write_text(f'database = "{location}"\n')
+        assert explain_config(str(toml), None, {})[0].database == location
+    config, why = explain_config(None, "~/other.db", {"PICRON_CONFIG": str(toml)})
+    assert config.database == str(tmp_path / "home" / "other.db")  # ~ of --db / PICRON_DB too
+    # picron doctor shows the same resolution, and a command creates no directory "~".
+    toml.write_text('database = "~/picron.db"\n')
+    assert main(["--config", str(toml), "list"]) == 0
+    assert (tmp_path / "home" / "picron.db").exists() and not (tmp_path / "~").exists()
+
+
+def test_doctor_reports_foreign_and_damaged_files_without_writing(db_path, capsys, tmp_path,
+                                                                   no_default_config):
+    import sqlite3
+
+    foreign = sqlite3.connect(db_path)
+    foreign.executescript("create table notes (body text); pragma user_version = 1;")
+    foreign.close()
+    before = open(db_path, "rb").read()
+    code, out, _ = run(capsys, "doctor")
+    assert code == 1 and "not a picron database (it holds other tables: notes)" in out
+    assert open(db_path, "rb").read() == before and os.listdir(tmp_path) == ["picron.db"]

@@ -72,4 +72,4 @@ def test_an_unusable_database_is_a_failure(tmp_path, clock):
     path = tmp_path / "not-a-db"
     path.write_text("hello")
     status, message = run(str(path), clock, total_tasks=True)
-    assert status == "failed" and "not a picron (SQLite) database" in message
+    assert status == "failed" and "not a picron database" in message

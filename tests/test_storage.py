@@ -74,6 +74,40 @@ def test_open_store_chooses_the_backend_by_location(tmp_path):
         assert not store.can_share_with_child()
 
 
+def test_a_read_only_store_reads_and_never_writes(tmp_path):
+    path = str(tmp_path / "p.db")
+    with open_store(path) as store:
+        store.add_task(spec(), START)
+    before = (open(path, "rb").read(), os.stat(path).st_mtime_ns)
+    with open_store(path, read_only=True) as store:
+        assert [task.name for task in store.list_tasks()] == ["t"]
+        for write in (lambda: store.change_counter("c", 1), lambda: store.add_task(spec("u"), START),
+                      lambda: store.record_tick("node1", START)):
+            with pytest.raises(StorageError, match=f"^database {path}: is read-only$"):
+                write()
+    assert (open(path, "rb").read(), os.stat(path).st_mtime_ns) == before
+    with pytest.raises(StorageError, match="does not exist"):
+        open_store(tmp_path / "missing.db", read_only=True)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_read_only_open_neither_migrates_nor_switches_to_wal(tmp_path):
+    from picron.storage import SchemaBehind
+    from picron.storage.sqlitedb import MIGRATIONS
+
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0] + "; pragma user_version = 1;")
+    conn.close()
+    before = open(path, "rb").read()
+    with pytest.raises(SchemaBehind, match="has schema version 1 of"):
+        open_store(path, read_only=True)
+    assert open(path, "rb").read() == before  # still version 1, still a rollback journal
+    with open_store(path) as store:  # a writable open migrates it
+        assert store.list_tasks() == []
+    assert sqlite3.connect(path).execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
 # -- the contract, on every backend ----------------------------------------------------------
 
 def test_transaction_rolls_back_on_error_and_nests(store):

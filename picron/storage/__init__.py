@@ -36,28 +36,39 @@ class DatabaseBusy(StorageError):
     """The database stayed locked by another process for longer than the busy timeout."""
 
 
+class SchemaBehind(StorageError):
+    """A read-only open of a database that is empty or has an older schema: creating or
+    upgrading picron's tables would be a write (a writable open does it)."""
+
+
 def is_postgres(location: str) -> bool:
     """Whether ``location`` names a PostgreSQL database (else it is a SQLite file)."""
     return location.startswith(POSTGRES_SCHEMES)
 
 
 def open_store(location: str | os.PathLike, *, default_zone: tzinfo | None = None,
-               create: bool = True) -> Store:
+               create: bool = True, read_only: bool = False) -> Store:
     """Open the picron database at ``location``: a ``postgresql://``/``postgres://`` URL or
     a SQLite path (``":memory:"``: a private in-memory database).
 
     The schema is created or migrated as needed (a missing SQLite file is created unless
-    ``create`` is false). ``default_zone`` is the server time zone for tasks without one.
-    Raises ``StorageError`` with one clear line when the database is unusable.
+    ``create`` is false). ``read_only`` only reads: nothing is created, migrated or
+    written (writes raise ``StorageError`` "read-only"); a SQLite file this user may not
+    write is opened so anyway. ``default_zone`` is the server time zone for tasks without
+    one. Raises ``StorageError`` with one clear line when the database is unusable.
     """
     location = os.fspath(location)
     if is_postgres(location):
         from picron.storage.postgres import PostgresStore  # the driver only when used
 
+        if read_only:
+            return PostgresStore(location, default_zone=default_zone, create=False,
+                                 read_only=True)
         return PostgresStore(location, default_zone=default_zone, create=create)
     from picron.storage.sqlite import SqliteStore
 
-    return SqliteStore(location, default_zone=default_zone, create=create)
+    return SqliteStore(location, default_zone=default_zone, create=create,
+                       read_only=read_only)
 
 
 def tick_is_idle(location: str, node: str) -> bool:
@@ -86,6 +97,9 @@ class Store(ABC):
 
     location: str
     default_zone: tzinfo | None
+    # Opened for reading only (asked for, or a SQLite file this user may not write):
+    # writes raise StorageError "read-only".
+    read_only: bool = False
 
     # -- the connection ------------------------------------------------------------------
 
@@ -329,5 +343,5 @@ class Store(ABC):
         self.close()
 
 
-__all__ = ["Store", "StorageError", "UniqueViolation", "DatabaseBusy", "open_store", "tick_is_idle",
-           "is_postgres"]
+__all__ = ["Store", "StorageError", "UniqueViolation", "DatabaseBusy", "SchemaBehind",
+           "open_store", "tick_is_idle", "is_postgres"]

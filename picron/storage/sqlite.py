@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import tzinfo
 
 from picron.storage.sql import SqlStore
-from picron.storage.sqlitedb import backup_database, connect, storage_error
+from picron.storage.sqlitedb import backup_database, connect, may_write, storage_error
 
 
 class SqliteStore(SqlStore):
@@ -26,9 +26,12 @@ class SqliteStore(SqlStore):
     _NO_LIMIT = "-1"
 
     def __init__(self, location: str, *, default_zone: tzinfo | None = None,
-                 create: bool = True, busy_timeout: float | None = None) -> None:
+                 create: bool = True, busy_timeout: float | None = None,
+                 read_only: bool = False) -> None:
         super().__init__(location, default_zone)
-        self._conn = connect(location, create=create, busy_timeout=busy_timeout)
+        self._conn = connect(location, create=create, busy_timeout=busy_timeout,
+                             read_only=read_only)
+        self.read_only = read_only or (location != ":memory:" and not may_write(location))
 
     # -- Store -------------------------------------------------------------------------
 
@@ -43,7 +46,7 @@ class SqliteStore(SqlStore):
         try:
             conn.execute("begin immediate")
         except sqlite3.Error as error:
-            raise storage_error(error) from None
+            raise storage_error(error, self.location) from None
         try:
             yield
         except BaseException:
@@ -55,13 +58,13 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as error:
             if conn.in_transaction:
                 conn.execute("rollback")
-            raise storage_error(error) from None
+            raise storage_error(error, self.location) from None
 
     def close(self) -> None:
         try:
             self._conn.close()
         except sqlite3.Error as error:
-            raise storage_error(error) from None
+            raise storage_error(error, self.location) from None
 
     def backup(self, target_path: str) -> None:
         backup_database(self._conn, target_path)
@@ -75,25 +78,25 @@ class SqliteStore(SqlStore):
         try:
             return self._conn.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as error:
-            raise storage_error(error) from None
+            raise storage_error(error, self.location) from None
 
     def _one(self, sql: str, params: Sequence = ()):
         try:
             return self._conn.execute(sql, tuple(params)).fetchone()
         except sqlite3.Error as error:
-            raise storage_error(error) from None
+            raise storage_error(error, self.location) from None
 
     def _exec(self, sql: str, params: Sequence = ()) -> int:
         try:
             return self._conn.execute(sql, tuple(params)).rowcount
         except sqlite3.Error as error:
-            raise storage_error(error) from None
+            raise storage_error(error, self.location) from None
 
     def _exec_many(self, sql: str, rows: Iterable[Sequence]) -> None:
         try:
             self._conn.executemany(sql, rows)
         except sqlite3.Error as error:
-            raise storage_error(error) from None
+            raise storage_error(error, self.location) from None
 
     def _task_json_sql(self) -> str:
         return _TASK_JSON

@@ -13,11 +13,15 @@ import os
 import sqlite3
 
 from picron.errors import StorageError
-from picron.storage import DatabaseBusy, UniqueViolation
+from picron.files import private_temporary
+from picron.storage import DatabaseBusy, SchemaBehind, UniqueViolation
 from picron.storage.rules import ANYTHING_TO_DO, TICK_UPSERT
 from picron.timestamps import to_db, utcnow
 
 BUSY_TIMEOUT_SECONDS = 5.0
+# Check each page's cells as it is read: without it, a damaged page can be read as garbage
+# without an error (an idle look then saw "nothing due" and wrote to a damaged file).
+CHECK_CELLS = "pragma cell_size_check = on"
 
 # Append-only: script n (1-based) takes the schema to version n. Never edit a shipped one.
 MIGRATIONS = [
@@ -135,55 +139,110 @@ MIGRATIONS = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def storage_error(error: sqlite3.Error, path: str | None = None) -> StorageError:
+# Files whose pages this process has checked (device, inode): each is checked once.
+_CHECKED: set[tuple[int, int]] = set()
+# The tables (and views, triggers) of each schema version, for recognising picron's files.
+_SCHEMA_TABLES: dict[int, frozenset[str]] = {}
+_TABLES = ("select name from sqlite_master where type in ('table', 'view', 'trigger')"
+           " and name not like 'sqlite!_%' escape '!'")
+
+
+def storage_error(error: sqlite3.Error, path: str | None = None,
+                  where: str | None = None) -> StorageError:
     """Map a sqlite3 error to one clear ``StorageError`` line: the only place that reads
-    SQLite's messages. A unique-constraint failure becomes ``UniqueViolation``."""
+    SQLite's errors. A unique-constraint failure becomes ``UniqueViolation``. The line
+    starts with ``where`` (default: "database PATH")."""
     text = str(error)
-    where = f"database {path}" if path else "database"
+    code = getattr(error, "sqlite_errorname", "") or ""
+    where = where or (f"database {path}" if path else "database")
     if isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in text:
         return UniqueViolation(f"{where}: {text}")
-    if "locked" in text or "busy" in text:
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
         return DatabaseBusy(f"{where}: database busy (locked by another process); try again")
-    if "readonly" in text or "read-only" in text:
+    if code.startswith("SQLITE_READONLY") or "readonly" in text:
         return StorageError(f"{where}: is read-only")
-    if "not a database" in text or "malformed" in text:
-        return StorageError(f"{where}: not a picron (SQLite) database or damaged")
+    if code.startswith("SQLITE_CORRUPT") or "malformed" in text:
+        return damaged(where, text)
+    if code == "SQLITE_NOTADB" or "not a database" in text:
+        return StorageError(f"{where}: not a picron database (not a SQLite file)")
+    free = _free_bytes(path)
+    # SQLite says "disk I/O error" when the full disk is met extending its -shm file.
+    if code.startswith("SQLITE_FULL") or (code.startswith("SQLITE_IOERR")
+                                          and free is not None and free < 1 << 20):
+        space = "" if free is None else f" ({free // 1024} KiB free)"
+        return StorageError(f"{where}: disk full{space}; free some space and try again")
     return StorageError(f"{where}: {text}")
 
 
-def connect(path: str, *, busy_timeout: float | None = None,
-            create: bool = True) -> sqlite3.Connection:
+def damaged(where: str, detail: str) -> StorageError:
+    """The error for a file whose pages are damaged (SPEC §3), with SQLite's first finding."""
+    detail = detail.replace("*** in database main ***", "").strip().replace("\n", "; ")
+    return StorageError(f"{where}: is damaged ({detail[:200]}); restore it from a backup")
+
+
+def _free_bytes(path: str | None) -> int | None:
+    if not path or path == ":memory:":
+        return None
+    try:
+        status = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None
+    return status.f_bavail * status.f_frsize
+
+
+def connect(path: str, *, busy_timeout: float | None = None, create: bool = True,
+            read_only: bool = False) -> sqlite3.Connection:
     """Open (creating and migrating if needed) the picron database at ``path``.
 
     ``":memory:"`` gives a private in-memory database. A new database gets a 0700
-    directory and a 0600 file. Raises ``StorageError`` with one clear line when the path
-    is a directory, not a SQLite database, read-only, locked or newer than this picron.
+    directory and a 0600 file. Only an empty database or picron's own is used, and only
+    when its pages pass SQLite's quick check (SPEC §3): a foreign or damaged file is
+    refused before anything is written to it. ``read_only`` (and a file this user may not
+    write) opens it for reading only: no WAL switch, no migration, and writes fail with
+    "read-only". Raises ``StorageError`` with one clear line when the path is a
+    directory, not a SQLite database, someone else's, damaged, read-only for a write,
+    locked or newer than this picron.
     """
+    target = path
     if path != ":memory:":
-        _check_file(path, create)
+        read_only = _check_file(path, create, read_only)
+        if read_only:
+            target = _read_only_uri(path)
     timeout = BUSY_TIMEOUT_SECONDS if busy_timeout is None else busy_timeout
     try:
-        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(target, timeout=timeout, isolation_level=None,
+                               check_same_thread=False, uri=target != path)
     except sqlite3.Error as error:
-        raise storage_error(error, path) from None
+        raise _open_error(error, path) from None
     try:
         conn.row_factory = sqlite3.Row
         conn.execute("pragma foreign_keys = on")
+        conn.execute(CHECK_CELLS)
+        version = _check_schema(conn, path)
         if path != ":memory:":
-            conn.execute("pragma journal_mode = wal")
-            conn.execute("pragma synchronous = normal")
-        migrate(conn)
+            _check_pages(conn, path)
+        if read_only:
+            if version < SCHEMA_VERSION:
+                raise SchemaBehind(
+                    f"database {path}: is empty; picron creates its tables on first use"
+                    if version == 0 else f"database {path}: has schema version {version} "
+                    f"of {SCHEMA_VERSION}; picron upgrades it on first use")
+        else:
+            if path != ":memory:":
+                conn.execute("pragma journal_mode = wal")
+                conn.execute("pragma synchronous = normal")
+            migrate(conn)
     except sqlite3.Error as error:
         conn.close()
-        raise storage_error(error, path) from None
+        raise _open_error(error, path) from None
     except StorageError:
         conn.close()
         raise
     return conn
 
 
-def _check_file(path: str, create: bool) -> None:
+def _check_file(path: str, create: bool, read_only: bool) -> bool:
+    """Refuse what SQLite cannot or must not open; returns whether to open read-only."""
     # Never open() the database file here: closing any descriptor of it drops every POSIX
     # lock this process holds on it, including those of other connections (SQLite's
     # "How To Corrupt" §2.2). A server thread doing that made a cron tick believe it was
@@ -194,19 +253,102 @@ def _check_file(path: str, create: bool) -> None:
     try:
         status = os.stat(path)
     except FileNotFoundError:
-        if not create:
+        if not create or read_only:
             raise StorageError(f"database {path}: does not exist") from None
         _create_file(path)
-        return
+        return False
     except OSError as error:
         raise StorageError(f"database {path}: cannot read: {error.strerror}") from None
     if status.st_size == 0:
-        raise StorageError(f"database {path}: not a picron (SQLite) database (empty file)")
+        raise StorageError(f"database {path}: not a picron database (empty file)")
     if not os.access(path, os.R_OK):
         raise StorageError(f"database {path}: cannot read: Permission denied")
+    if not may_write(path):
+        return True
+    directory = os.path.dirname(os.path.abspath(path))
+    if not read_only and not os.access(directory, os.W_OK | os.X_OK) and not all(
+            os.path.exists(path + suffix) for suffix in ("-wal", "-shm")):
+        raise StorageError(_directory_read_only(path))
+    return read_only
+
+
+def may_write(path: str) -> bool:
+    """Whether this process may write the database file ``path``."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return False
     # A file without write bits is read-only on purpose, even for root (who could write it).
-    if not os.access(path, os.W_OK) or not status.st_mode & 0o222:
-        raise StorageError(f"database {path}: is read-only")
+    return bool(os.access(path, os.W_OK) and status.st_mode & 0o222)
+
+
+def _directory_read_only(path: str) -> str:
+    directory, name = os.path.split(os.path.abspath(path))
+    return (f"database {path}: its directory {directory} is read-only; SQLite needs to "
+            f"create {name}-wal and {name}-shm there")
+
+
+def _read_only_uri(path: str) -> str:
+    """``mode=ro``; and ``immutable`` for a file nobody may write that no connection has
+    open (no -wal beside it), so that reading it creates no -wal and -shm files."""
+    from urllib.parse import quote  # not on the idle tick's path
+
+    uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+    if not os.stat(path).st_mode & 0o222 and not os.path.exists(path + "-wal"):
+        uri += "&immutable=1"
+    return uri
+
+
+def _open_error(error: sqlite3.Error, path: str) -> StorageError:
+    directory = os.path.dirname(os.path.abspath(path))
+    if (getattr(error, "sqlite_errorname", "") == "SQLITE_CANTOPEN" and path != ":memory:"
+            and not os.access(directory, os.W_OK | os.X_OK)):
+        return StorageError(_directory_read_only(path))
+    return storage_error(error, path)
+
+
+def _check_schema(conn: sqlite3.Connection, path: str) -> int:
+    """The schema version of an empty database or of picron's own; refuses any other."""
+    version = conn.execute("pragma user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StorageError(f"database {path}: schema version {version} is newer than this "
+                           f"picron supports ({SCHEMA_VERSION}); upgrade picron")
+    tables = {row[0] for row in conn.execute(_TABLES)}
+    expected = _schema_tables(version)
+    if tables != expected:
+        other = sorted(tables - expected)
+        holds = (f"it holds other tables: {', '.join(other[:5])}" if other else
+                 f"it lacks picron's tables: {', '.join(sorted(expected - tables)[:5])}")
+        raise StorageError(f"database {path}: not a picron database ({holds}); picron "
+                           "uses only an empty database or its own, and leaves this one alone")
+    return version
+
+
+def _schema_tables(version: int) -> frozenset[str]:
+    """The tables the first ``version`` migrations create (computed once, in memory)."""
+    if version not in _SCHEMA_TABLES:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            for script in MIGRATIONS[:version]:
+                conn.executescript(script)
+            _SCHEMA_TABLES[version] = frozenset(row[0] for row in conn.execute(_TABLES))
+        finally:
+            conn.close()
+    return _SCHEMA_TABLES[version]
+
+
+def _check_pages(conn: sqlite3.Connection, path: str) -> None:
+    """SQLite's quick check of every page, once per process and file: a damaged page is
+    found before anything is written, and not only by the query that happens to read it
+    (which may also read garbage without noticing)."""
+    status = os.stat(path)
+    identity = (status.st_dev, status.st_ino)
+    if identity in _CHECKED:
+        return
+    finding = conn.execute("pragma quick_check(1)").fetchone()[0]
+    if finding != "ok":
+        raise damaged(f"database {path}", finding)
+    _CHECKED.add(identity)
 
 
 def _create_file(path: str) -> None:
@@ -215,10 +357,11 @@ def _create_file(path: str) -> None:
     Other processes therefore never see a half-created (empty) database file.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    temporary = f"{path}.new-{os.getpid()}"
+    temporary = None
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        fd, temporary = private_temporary(path)
+        os.close(fd)
         conn = sqlite3.connect(temporary, isolation_level=None)
         try:
             conn.execute("pragma journal_mode = wal")
@@ -233,11 +376,16 @@ def _create_file(path: str) -> None:
     except sqlite3.Error as error:
         raise storage_error(error, path) from None
     finally:
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                os.unlink(temporary + suffix)
-            except FileNotFoundError:
-                pass
+        if temporary is not None:
+            _remove(temporary)
+
+
+def _remove(path: str) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -245,13 +393,11 @@ def migrate(conn: sqlite3.Connection) -> int:
 
     Each script runs in one transaction with its version bump, so a failure leaves the
     database as it was. Two processes migrating at once are safe: the loser re-reads.
-    Raises ``sqlite3.Error`` (the caller maps it) or ``StorageError`` for a newer schema.
+    The caller has checked that the schema is picron's and not newer (``connect``).
+    Raises ``sqlite3.Error`` (the caller maps it).
     """
     newest = len(MIGRATIONS)
     version = conn.execute("pragma user_version").fetchone()[0]
-    if version > newest:
-        raise StorageError(f"database schema version {version} is newer than this picron "
-                           f"supports ({newest}); upgrade picron")
     while version < newest:
         number = version + 1
         try:
@@ -270,15 +416,16 @@ def migrate(conn: sqlite3.Connection) -> int:
 def backup_database(conn: sqlite3.Connection, target: str) -> None:
     """Write a consistent copy of the database to ``target`` (SQLite's online backup API).
 
-    The copy is written next to ``target`` (0600 from the start) and renamed into place,
-    so a reader never sees half a backup. Raises ``StorageError`` if ``target`` cannot be
-    written.
+    The copy is written to a new file beside ``target``, 0600 from its creation, and
+    renamed into place, so a reader never sees half a backup nor one that others may read.
+    Raises ``StorageError`` if ``target`` cannot be written.
     """
     if os.path.isdir(target):
         raise StorageError(f"backup {target}: is a directory")
-    temporary = f"{target}.partial-{os.getpid()}"
+    temporary = None
     try:
-        os.close(os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600))
+        fd, temporary = private_temporary(target)
+        os.close(fd)
         copy = sqlite3.connect(temporary)
         try:
             conn.backup(copy)
@@ -286,12 +433,10 @@ def backup_database(conn: sqlite3.Connection, target: str) -> None:
             copy.close()
         os.replace(temporary, target)
     except (OSError, sqlite3.Error) as error:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        if temporary is not None:
+            _remove(temporary)
         if isinstance(error, sqlite3.Error):
-            raise StorageError(f"backup {target}: {storage_error(error).message}") from None
+            raise storage_error(error, target, where=f"backup {target}") from None
         raise StorageError(f"backup {target}: {error.strerror or error}") from None
 
 
@@ -300,7 +445,9 @@ def tick_is_idle(path: str, node: str) -> bool:
 
     Anything unusual (no database yet, an old schema, any error but a busy database)
     answers "not idle", and the full tick then does its work and reports any error as if
-    this look had not happened.
+    this look had not happened. The pages it reads are checked as they are read
+    (``CHECK_CELLS``); the check of the whole file (``_check_pages``) is the full open's,
+    too slow for an idle tick.
     """
     if not _usable_file(path):
         return False
@@ -308,6 +455,7 @@ def tick_is_idle(path: str, node: str) -> bool:
     conn = None
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        conn.execute(CHECK_CELLS)
         if conn.execute("pragma user_version").fetchone()[0] != SCHEMA_VERSION:
             return False
         if conn.execute(ANYTHING_TO_DO, (node, now, node, now)).fetchone()[0]:
