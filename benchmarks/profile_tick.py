@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,7 +91,9 @@ def _print_due_sql(python: str, env: dict[str, str], template: str) -> None:
         database = shutil.copy(template, os.path.join(work, "due.db"))
         _, main_ms, code, statements = _phases(
             python, env, ["--db", database, "run_scheduled", "-c"])
-    counts = Counter(statements)
+    # the trace shows values inlined: fold them back into parameters to count statements
+    counts = Counter(re.sub(r"\b\d+(\.\d+)?\b", "?", re.sub(r"'(?:[^']|'')*'", "?", statement))
+                     for statement in statements)
     print(f"\n  SQL of a tick running its due tasks ({template}): main() {main_ms} ms "
           f"(exit {code}), {len(statements)} statements in the tick's process, "
           f"{len(counts)} distinct (× times run):")

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             from profile_tick import print_profile
 
-            print_profile(python, bench.env, bench.db(10_000))
+            print_profile(python, bench.env, bench.db(10_000),
+                          bench.db(DUE_POOL, DUE_COUNTS[0]) + ".template")
     return 0
 
 
