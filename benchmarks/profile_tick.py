@@ -63,8 +63,12 @@ def print_profile(python: str, env: dict[str, str], database: str,
         print(f"    {statement[:110]}")
     if due_database:
         _print_due_sql(python, env, due_database)
-    print("\n  imports of the tick (-X importtime; cumulative µs of each top-level import):")
-    report = subprocess.run([python, "-X", "importtime", "-m", "picron", *tick], env=env,
+    # through the picron command beside python when there is one, as cron runs it
+    command = os.path.join(os.path.dirname(python), "picron")
+    entry = [command] if os.path.exists(command) else ["-m", "picron"]
+    print(f"\n  imports of the tick ({' '.join(entry)}; -X importtime, cumulative µs of each "
+          "top-level import):")
+    report = subprocess.run([python, "-X", "importtime", *entry, *tick], env=env,
                             capture_output=True, text=True).stderr
     rows = []
     for line in report.splitlines()[1:]:
