@@ -210,7 +210,9 @@ def print_report(idle: dict, due: dict, python: str, venv: str) -> None:
         ours, theirs = idle[f"picron {n}"], idle[f"privacyidea {n}"]
         print(f"idle tick, {n:,} tasks: picron {_ms(ours)} ({ours.median / base:.2f}× "
               f"baseline), privacyidea-cron {_ms(theirs)}: picron {theirs.median / ours.median:.0f}× "
-              f"faster (target ≥ 100×: {'yes' if theirs.median >= 100 * ours.median else 'NO'})")
+              f"faster (target ≥ 100×: {'yes' if theirs.median >= 100 * ours.median else 'NO'}); "
+              f"CPU {ours.cpu_median * 1000:.1f} ms vs {theirs.cpu_median * 1000:.0f} ms: "
+              f"{theirs.cpu_median / ours.cpu_median:.0f}×")
     per_task = {}
     for side in ("picron", "privacyidea"):
         costs = sorted((d - i) / DUE for d, i in zip(due[f"{side} due"].seconds,

@@ -5,8 +5,8 @@ call; a child process in its own process group can always be killed, together wi
 command it started. The child dies with its parent, so a killed runner leaves nothing.
 
 Inside a ``fork_server()`` block (a tick's run loop), ``run_in_child`` does not fork the
-caller: a helper process, forked once when the first task runs, forks each child and
-hands back its pid. A fork write-protects every page of the forking process, and the
+caller: a helper process, forked once when the block starts (before the loop has imported
+croniter and the task modules), forks each child and hands back its pid. A fork write-protects every page of the forking process, and the
 tick then faults on each page it writes (the store, the claim, the next run's time):
 about 600 page faults per task in a 21 MB tick, which the helper, doing little between
 forks, does not pay. The caller still owns the child's fate: it reads the result from a
@@ -104,16 +104,17 @@ def _run_child(write_end: int, parent: int, pdeathsig, module: type[TaskModule],
 
 
 @contextmanager
-def fork_server():
+def fork_server(enabled: bool = True):
     """Within this block, this thread's ``run_in_child`` children come from a helper process.
 
-    The helper is forked when the first child is needed (a block that runs nothing costs
-    nothing) and stopped at the end of the block.
+    The helper is forked now, while this process is small (each child is a copy of it),
+    and stopped at the end of the block. Nothing happens unless ``enabled``.
     """
-    if getattr(_local, "server", None) is not None:  # nested: the outer block's helper
+    if not enabled or getattr(_local, "server", None) is not None:  # nested: the outer one's
         yield
         return
     _local.server = server = _ForkServer()
+    server._start()
     try:
         yield
     finally:
@@ -122,7 +123,7 @@ def fork_server():
 
 
 class _ForkServer:
-    """The caller's side of the helper: a socket to it, and its pid once it runs."""
+    """The caller's side of the helper: a socket to it, and its pid."""
 
     def __init__(self) -> None:
         self.owner = os.getpid()
@@ -139,8 +140,6 @@ class _ForkServer:
             request = pickle.dumps((module, options, context))
         except Exception:  # noqa: BLE001 - e.g. a lambda clock: the caller forks itself
             return None
-        if self.pid is None:
-            self._start()
         read_end, write_end = os.pipe()
         try:
             socket.send_fds(self.sock, [request], [write_end])
@@ -166,9 +165,13 @@ class _ForkServer:
 
     def _start(self) -> None:
         pdeathsig = _pdeathsig_setter()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         parent = os.getpid()
-        pid = os.fork()
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            pid = os.fork()
+        except OSError:  # no helper (out of processes or memory): the caller forks
+            self.broken = True
+            return
         if pid == 0:  # the helper: never returns
             try:
                 ours.close()

@@ -102,10 +102,11 @@ class Runner:
             report.warnings.append(
                 f"task {name!r}: its last run ({reference:%Y-%m-%d %H:%M:%S} UTC) is in the "
                 "future - the clock went backwards; it waits for its next slot")
+        due = self.store.due_task_ids(self.node, now)
         from picron.isolation import fork_server  # only a tick with due tasks uses it
 
-        with fork_server():  # the children fork from a small helper, not from this tick
-            for task_id in self.store.due_task_ids(self.node, now):
+        with fork_server(bool(due) and self.isolate):  # children fork from a small helper
+            for task_id in due:
                 claim = self.store.claim_run(task_id, self.node, "scheduled", self.clock(),
                                              pid=os.getpid(), host=self.host,
                                              timeout=self.default_timeout)
