@@ -5,8 +5,9 @@ call; a child process in its own process group can always be killed, together wi
 command it started. The child dies with its parent, so a killed runner leaves nothing.
 
 Inside a ``fork_server()`` block (a tick's run loop), ``run_in_child`` does not fork the
-caller: a helper process, forked once when the block starts (before the loop has imported
-croniter and the task modules), forks each child and hands back its pid. A fork write-protects every page of the forking process, and the
+caller: a helper process, forked when the first task runs (after its claim: starting it
+earlier would delay the claim, and a slow tick would claim a run that a quicker one had
+just finished), forks each child and hands back its pid. A fork write-protects every page of the forking process, and the
 tick then faults on each page it writes (the store, the claim, the next run's time):
 about 600 page faults per task in a 21 MB tick, which the helper, doing little between
 forks, does not pay. The caller still owns the child's fate: it reads the result from a
@@ -107,14 +108,13 @@ def _run_child(write_end: int, parent: int, pdeathsig, module: type[TaskModule],
 def fork_server(enabled: bool = True):
     """Within this block, this thread's ``run_in_child`` children come from a helper process.
 
-    The helper is forked now, while this process is small (each child is a copy of it),
-    and stopped at the end of the block. Nothing happens unless ``enabled``.
+    The helper is forked when the first child is needed and stopped at the end of the
+    block. Nothing happens unless ``enabled``.
     """
     if not enabled or getattr(_local, "server", None) is not None:  # nested: the outer one's
         yield
         return
     _local.server = server = _ForkServer()
-    server._start()
     try:
         yield
     finally:
@@ -123,7 +123,7 @@ def fork_server(enabled: bool = True):
 
 
 class _ForkServer:
-    """The caller's side of the helper: a socket to it, and its pid."""
+    """The caller's side of the helper: a socket to it, and its pid once it runs."""
 
     def __init__(self) -> None:
         self.owner = os.getpid()
@@ -140,6 +140,10 @@ class _ForkServer:
             request = pickle.dumps((module, options, context))
         except Exception:  # noqa: BLE001 - e.g. a lambda clock: the caller forks itself
             return None
+        if self.pid is None:
+            self._start()
+            if self.broken:
+                return None
         read_end, write_end = os.pipe()
         try:
             socket.send_fds(self.sock, [request], [write_end])
