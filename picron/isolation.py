@@ -7,10 +7,10 @@ command it started. The child dies with its parent, so a killed runner leaves no
 Inside a ``fork_server()`` block (a tick's run loop), ``run_in_child`` does not fork the
 caller: a helper process, forked when the first task runs (after its claim: starting it
 earlier would delay the claim, and a slow tick would claim a run that a quicker one had
-just finished), forks each child and hands back its pid. A fork write-protects every page of the forking process, and the
-tick then faults on each page it writes (the store, the claim, the next run's time):
-about 600 page faults per task in a 21 MB tick, which the helper, doing little between
-forks, does not pay. The caller still owns the child's fate: it reads the result from a
+just finished), forks each child and hands back its pid. A fork write-protects every page
+of the forking process, and the tick then faults on each page it writes (the store, the
+claim, the next run's time): about 600 page faults per task in a 21 MB tick, which the
+helper, doing little between forks, does not pay. The caller still owns the child's fate: it reads the result from a
 pipe, kills the child's process group at the timeout, and asks the helper for the exit
 status. The helper dies with the tick, and the children with the helper. A request the
 helper cannot take (a context that cannot be pickled, such as a lambda clock; a class
