@@ -90,19 +90,21 @@ def check_quiet(argv: list[str], env: dict[str, str]) -> None:
 
 
 def interleave(commands: dict[str, list[str]], env: dict[str, str], runs: int,
-               warmup: int, before=None) -> dict[str, Sample]:
+               warmup: int, before=None, envs: dict[str, dict[str, str]] | None = None
+               ) -> dict[str, Sample]:
     """Time each command ``runs`` times, round-robin, after ``warmup`` untimed rounds.
 
     Round-robin makes a ratio fair on a busy machine: a burst of load hits the baseline
     and the figure alike. ``before(name)`` runs untimed before each run (e.g. restore a
-    database).
+    database); ``envs`` gives some commands their own environment instead of ``env``.
     """
     samples = {name: Sample(name) for name in commands}
+    envs = envs or {}
     for round_number in range(warmup + runs):
         for name, argv in commands.items():
             if before:
                 before(name)
-            seconds, cpu = run_once(argv, env)
+            seconds, cpu = run_once(argv, envs.get(name, env))
             if round_number >= warmup:
                 samples[name].seconds.append(seconds)
                 samples[name].cpu.append(cpu)

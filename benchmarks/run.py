@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             from profile_tick import print_profile
 
-            print_profile(python, bench.env, bench.db(10_000))
+            print_profile(python, bench.env, bench.db(10_000),
+                          bench.db(DUE_POOL, DUE_COUNTS[0]) + ".template")
     return 0
 
 
@@ -73,7 +74,37 @@ def make_venv(directory: str) -> str:
             continue  # tzdata is optional where the system has zone files
         source = os.path.dirname(spec.origin)
         os.symlink(source, os.path.join(site.stdout.strip(), name))
+    install_commands(python)
     return python
+
+
+# What pip 23.2 (and older) writes for a [project.scripts] entry point: how the picron
+# command was installed before it became scripts/picron.
+_CONSOLE_SCRIPT = """# -*- coding: utf-8 -*-
+import re
+import sys
+from picron.cli import main
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
+"""
+
+
+def install_commands(python: str) -> None:
+    """Put ``picron`` beside ``python`` as pip installs it, and the old wrapper for comparison.
+
+    pip copies ``scripts/picron`` and points its first line at the interpreter (the same
+    bytes as a real ``pip install .``); ``picron-console-script`` is the wrapper pip
+    generated for the former ``[project.scripts]`` entry.
+    """
+    directory = os.path.dirname(python)
+    with open(os.path.join(ROOT, "scripts", "picron")) as file:
+        script = file.read().split("\n", 1)[1]
+    for name, text in (("picron", script), ("picron-console-script", _CONSOLE_SCRIPT)):
+        path = os.path.join(directory, name)
+        with open(path, "w") as file:
+            file.write(f"#!{python}\n{text}")
+        os.chmod(path, 0o755)
 
 
 class Bench:
@@ -95,8 +126,13 @@ class Bench:
     def db(self, tasks: int, due: int = 0) -> str:
         return os.path.join(self.work, f"tasks-{tasks}-due-{due}.db")
 
-    def tick(self, path: str) -> list[str]:
-        return [self.python, "-m", "picron", "--db", path, "run_scheduled", "-c"]
+    def tick(self, path: str, entry: str = "picron") -> list[str]:
+        """The cron line on ``path``: through the ``picron`` command cron.d/picron runs
+        (``python -m picron`` when measuring an interpreter without it), or ``entry``."""
+        command = os.path.join(os.path.dirname(self.python), entry)
+        if entry == "-m" or not os.path.exists(command):
+            return [self.python, "-m", "picron", "--db", path, "run_scheduled", "-c"]
+        return [command, "--db", path, "run_scheduled", "-c"]
 
     def prepare(self) -> None:
         for tasks in SIZES:
@@ -109,6 +145,10 @@ class Bench:
     def idle(self) -> list[tuple]:
         commands = {"baseline": self.baseline}
         commands.update({f"idle {n}": self.tick(self.db(n)) for n in SIZES})
+        others = {"python -m picron": "-m", "pip's console-script wrapper":
+                  "picron-console-script"}
+        commands.update({name: self.tick(self.db(10_000), entry)
+                         for name, entry in others.items()})
         samples = interleave(commands, self.env, self.runs, self.warmup)
         base = samples["baseline"]
         rss = {name: self.rss(argv) for name, argv in commands.items()}
@@ -116,12 +156,17 @@ class Bench:
             s = samples[f"idle {n}"]
             self.growth.append((f"idle tick, {n:,} tasks", s, s.median / base.median,
                                 rss[f"idle {n}"], s.cpu_median / base.cpu_median))
+        for name in others:
+            s = samples[name]
+            self.growth.append((f"idle tick, 10,000 tasks, {name}", s, s.median / base.median,
+                                rss[name], s.cpu_median / base.cpu_median))
         ten, hundred, zero = (samples[f"idle {n}"] for n in (10_000, 100_000, 0))
         return [
-            ("idle tick, 10,000 tasks ÷ python -c 'import sqlite3'", _timing(ten),
-             _timing(base), ten.median / base.median, 1.5, "×"),
+            (f"idle tick, 10,000 tasks ({os.path.basename(self.tick('')[0])}) ÷ "
+             "python -c 'import sqlite3'", _timing(ten), _timing(base),
+             ten.median / base.median, 1.3, "×"),
             ("  the same in CPU time (user + system)", f"{ten.cpu_median * 1000:.1f} ms",
-             f"{base.cpu_median * 1000:.1f} ms", ten.cpu_median / base.cpu_median, 1.5, "×"),
+             f"{base.cpu_median * 1000:.1f} ms", ten.cpu_median / base.cpu_median, 1.3, "×"),
             ("idle tick, 100,000 tasks ÷ idle tick, 0 tasks", _timing(hundred), _timing(zero),
              hundred.median / zero.median, 1.3, "×"),
             ("peak RSS of an idle tick, 100,000 tasks", f"{rss['idle 100000']:.1f} MB",
@@ -156,11 +201,19 @@ class Bench:
                                 costs[len(costs) // 2] * 1000, rss[n], None))
         costs = per_task[DUE_POOL]
         median = costs[len(costs) // 2] * 1000
+        # CPU time of the tick with its children (wait4 counts every reaped descendant)
+        cpu = sorted((d - i) / DUE_POOL for d, i in zip(samples[f"due {DUE_POOL}"].cpu,
+                                                        idle.cpu))
         return [(f"per-task overhead, {DUE_POOL:,} due no-op tasks (fork per task)",
                  f"{median:.2f} ms ({costs[0] * 1000:.2f}–{costs[-1] * 1000:.2f})",
                  f"bare fork+exit+wait at {rss[DUE_POOL]:.0f} MB: "
                  f"{self.fork_floor(rss[DUE_POOL]):.2f} ms",
-                 median, 2, " ms")]
+                 median, 2, " ms"),
+                ("  the same in CPU time (user + system, the tick and its children)",
+                 f"{cpu[len(cpu) // 2] * 1000:.2f} ms ({cpu[0] * 1000:.2f}–"
+                 f"{cpu[-1] * 1000:.2f})", "", cpu[len(cpu) // 2] * 1000, 2, " ms"),
+                (f"peak RSS of a tick running {DUE_POOL:,} tasks", f"{rss[DUE_POOL]:.1f} MB",
+                 "", rss[DUE_POOL], 20, " MB")]
 
     def fork_floor(self, rss_mib: float) -> float:
         """Median ms of fork, pipe, _exit and wait in a process of ``rss_mib`` (the floor)."""

@@ -103,18 +103,22 @@ class Runner:
             report.warnings.append(
                 f"task {name!r}: its last run ({reference:%Y-%m-%d %H:%M:%S} UTC) is in the "
                 "future - the clock went backwards; it waits for its next slot")
-        for task_id in self.store.due_task_ids(self.node, now):
-            claim = self.store.claim_run(task_id, self.node, "scheduled", self.clock(),
-                                         pid=os.getpid(), host=self.host,
-                                         timeout=self.default_timeout, mark=mark)
-            if claim is None:
-                continue  # another invocation is running it or ran it since this one began
-            if on_start:
-                on_start(claim.task)
-            result = self.execute(claim)
-            report.results.append(result)
-            if on_result:
-                on_result(result)
+        due = self.store.due_task_ids(self.node, now)
+        from picron.isolation import fork_server  # only a tick with due tasks uses it
+
+        with fork_server(bool(due) and self.isolate):  # children fork from a small helper
+            for task_id in due:
+                claim = self.store.claim_run(task_id, self.node, "scheduled", self.clock(),
+                                             pid=os.getpid(), host=self.host,
+                                             timeout=self.default_timeout, mark=mark)
+                if claim is None:
+                    continue  # another invocation is running it or ran it since this one began
+                if on_start:
+                    on_start(claim.task)
+                result = self.execute(claim)
+                report.results.append(result)
+                if on_result:
+                    on_result(result)
         if report.results and self.history_days:
             self.store.delete_runs_before(now - timedelta(days=self.history_days))
         return report

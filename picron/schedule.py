@@ -138,6 +138,20 @@ def next_fire(expr: str, after: datetime, tz: tzinfo) -> datetime:
     wall-clock time that occurs twice matches only its first occurrence. Returns UTC.
     """
     local_after = after.astimezone(tz)
+    if local_after.utcoffset().seconds % 60 == 0:
+        # Slots and zone changes fall on whole minutes, so every instant of one minute has
+        # the same answer: a tick finishing many tasks of one expression computes it once.
+        minute = after.astimezone(UTC).replace(second=0, microsecond=0)
+        return _next_fire_after_minute(expr, minute, tz)
+    return _next_fire(expr, after, local_after, tz)
+
+
+@lru_cache(maxsize=1024)
+def _next_fire_after_minute(expr: str, minute: datetime, tz: tzinfo) -> datetime:
+    return _next_fire(expr, minute, minute.astimezone(tz), tz)
+
+
+def _next_fire(expr: str, after: datetime, local_after: datetime, tz: tzinfo) -> datetime:
     candidate = _cron(expr, local_after).get_next(datetime).astimezone(tz)
     while _is_second_occurrence(candidate):
         candidate = _cron(expr, candidate).get_next(datetime).astimezone(tz)

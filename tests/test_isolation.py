@@ -10,7 +10,8 @@ from datetime import timedelta, timezone
 
 import pytest
 
-from picron.modules import Option, Registry, TaskModule
+from picron.isolation import _local, fork_server, run_in_child
+from picron.modules import Option, Registry, TaskContext, TaskModule, load_modules
 from picron.records import TaskSpec
 from picron.runner import Runner
 from picron.storage import open_store
@@ -150,3 +151,75 @@ def test_overlapping_run_scheduled_processes_run_each_due_task_once(path, tmp_pa
     assert len(runs) == 3 * slots * len(nodes)
     assert {r.status for r in runs} == {"success"}
     assert len({(r.task, r.node, r.start) for r in runs}) == len(runs)  # no slot twice
+
+
+# -- the fork helper of a tick (isolation.fork_server) -----------------------------------------
+
+class Parent(TaskModule):
+    """Says which process forked it; with ``exit`` set, dies with that exit status instead."""
+
+    identifier = "parent"
+    description = "test"
+    options = {"exit": Option("int", "exit status", default=0)}
+
+    def do(self, options):
+        if options["exit"]:
+            os._exit(options["exit"])
+        self.say(str(os.getppid()))
+        return True
+
+
+def task_context(now=None):
+    return TaskContext(node="node1", location="unused.db", now=now or FakeClock(), timeout=10,
+                       task_name="t")
+
+
+def test_in_a_tick_children_are_forked_by_a_helper_that_ends_with_the_block():
+    assert run_in_child(Parent, {"exit": 0}, task_context(), 10) == ("success", str(os.getpid()))
+    with fork_server():
+        first = run_in_child(Parent, {"exit": 0}, task_context(), 10)
+        helper = _local.server.pid
+        assert first == ("success", str(helper)) and helper != os.getpid()
+        assert run_in_child(Parent, {"exit": 0}, task_context(), 10) == first
+        assert run_in_child(Parent, {"exit": 3}, task_context(), 10) == (
+            "failed", "the task process died (exit status 3)")
+        started = time.monotonic()
+        assert run_in_child(Spin, {}, task_context(), 1) == (
+            "timeout", "stopped after the timeout of 1 s")
+        assert time.monotonic() - started < 5
+    with pytest.raises(ProcessLookupError):  # stopped and reaped
+        os.kill(helper, 0)
+
+
+def test_a_request_the_helper_cannot_take_forks_the_caller():
+    with fork_server():
+        assert run_in_child(Parent, {"exit": 0}, task_context(now=lambda: None), 10) == (
+            "success", str(os.getpid()))  # a lambda cannot be pickled
+
+
+def test_a_hung_task_of_a_helper_is_stopped_with_its_process_group(path, tmp_path):
+    """The timeout kills what the task started too, as when the tick forks it itself."""
+    clock = FakeClock()
+    store = open_store(path)
+    marker = tmp_path / "grandchild.pid"
+    store.add_task(TaskSpec("hangs", "*/5 * * * *", "command", ("node1",), timeout=1,
+                            options={"command": f"sh -c 'echo $$ > {marker}; sleep 60'"}),
+                   clock())
+    clock.advance(minutes=5)
+    registry = Registry(modules={"command": load_modules().get("command")})
+    report = Runner(open_store(path), registry, node="node1",
+                    clock=clock).run_scheduled()
+    assert [r.status for r in report.results] == ["timeout"]
+    grandchild = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return file.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -164,6 +166,52 @@ def test_registry_discovers_lazily_and_once():
     assert calls == [1]
 
 
+def _imported_by(code: str) -> set[str]:
+    """The modules a fresh interpreter (with this ``sys.path``) has imported after ``code``."""
+    script = f"import sys\n{code}\nprint('\\n'.join(sorted(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_getting_a_built_in_module_imports_no_other_module():
+    imported = _imported_by("from picron.modules import load_modules\n"
+                            "print(load_modules().get('SimpleStats').identifier)")
+    assert "simplestats" in imported and "picron.modules.simplestats" in imported
+    assert not {"picron.modules.http", "picron.modules.command", "picron.modules.backup",
+                "http.client", "importlib.metadata"} & imported
+
+
+def test_every_built_in_file_is_named_by_its_identifier():
+    from picron.modules import _builtin_names
+
+    registry = load_modules()
+    assert sorted(_builtin_names()) == [module.identifier for module in registry]
+    assert all(module.__module__ == f"picron.modules.{module.identifier}"
+               for module in registry)
+
+
+def test_registry_finds_one_module_first_and_discovers_the_rest_on_iteration():
+    found, discovered = [], []
+
+    def find(key):
+        found.append(key)
+        return Typed if key == "typed" else None
+
+    def discover():
+        discovered.append(1)
+        yield Typed
+
+    registry = Registry(discover, find=find)
+    assert registry.get("Typed") is Typed and registry.get("typed") is Typed
+    assert found == ["typed"] and discovered == []
+    with pytest.raises(ValidationError, match="unknown task module 'other'"):
+        registry.get("other")
+    assert found == ["typed", "other"] and discovered == [1]
+    assert list(registry) == [Typed] and registry.problems == [] and discovered == [1]
+
+
 # -- third-party modules through entry points ---------------------------------------------
 
 @pytest.fixture
@@ -279,6 +327,25 @@ def test_broken_and_clashing_modules_are_skipped_with_a_reason(broken):
     assert "SystemExit" in problems and "ModuleNotFoundError" in problems
     with pytest.raises(ValidationError, match="unknown task module 'broken' .*ZeroDivision"):
         registry.get("broken")
+
+
+def test_getting_a_third_party_module_loads_only_its_entry_point(broken, hello):
+    imported = _imported_by("from picron.modules import load_modules\n"
+                            "registry = load_modules()\n"
+                            "print(registry.get('hello').identifier)\n"
+                            "print(registry.get('cleanup').identifier)")
+    assert {"hello", "cleanup", "picron_hello", "picron.modules.cleanup"} <= imported
+    assert not {"picron_broken", "picron_clash", "picron_shouty", "picron.modules.http",
+                "picron.modules.command"} & imported
+
+
+def test_a_broken_third_party_module_found_by_name_still_reports_why(broken):
+    registry = load_modules()
+    with pytest.raises(ValidationError, match="'broken' .*ZeroDivisionError: at import"):
+        registry.get("broken")
+    with pytest.raises(ValidationError, match="'shout' .*bad identifier 'SHOUT'"):
+        registry.get("shout")
+    assert len(registry.problems) == 5
 
 
 def test_two_third_party_modules_with_one_identifier_first_wins(site):

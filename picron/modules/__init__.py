@@ -2,8 +2,9 @@
 
 A module is a ``TaskModule`` subclass with an ``identifier``, a ``description``, an
 ``options`` schema and a ``do(options) -> bool`` method (SPEC §5). Built-in modules are
-the files of this package; third-party modules come from the entry-point group
-``picron.modules``. Adding a module needs no change anywhere else.
+the files of this package, one module each, named by its identifier; third-party modules
+come from the entry-point group ``picron.modules``. Adding a module needs no change
+anywhere else.
 """
 from __future__ import annotations
 
@@ -190,15 +191,21 @@ def _convert(kind: str, text: str):
 class Registry:
     """The installed task modules by identifier, discovered on first use.
 
-    Discovery is lazy so that a cron tick with nothing due never imports a module.
-    ``problems`` lists the third-party modules that were skipped, one line each.
+    Discovery is lazy so that a cron tick with nothing due never imports a module, and
+    ``get`` first tries ``find`` (one identifier, importing only its module) so that a
+    tick that runs one kind of task imports only that one: every forked child copies
+    what the tick has imported. Iterating, or ``modules``, discovers everything (the
+    web page and ``picron modules`` show every schema).
     """
 
     def __init__(self, discover: Callable[[], Iterator[type[TaskModule]]] | None = None,
-                 modules: dict[str, type[TaskModule]] | None = None) -> None:
+                 modules: dict[str, type[TaskModule]] | None = None,
+                 find: Callable[[str], type[TaskModule] | None] | None = None) -> None:
         self._discover = discover
+        self._find = find
         self._modules = dict(modules) if modules is not None else None
-        self.problems: list[str] = []
+        self._found: dict[str, type[TaskModule]] = {}
+        self._problems: list[str] = []
         self.skipped: dict[str, str] = {}
 
     @property
@@ -209,6 +216,12 @@ class Registry:
             self._modules = found
         return self._modules
 
+    @property
+    def problems(self) -> list[str]:
+        """The third-party modules that were skipped, one line each (discovers them all)."""
+        _ = self.modules
+        return self._problems
+
     def get(self, identifier: str) -> type[TaskModule]:
         """The module for ``identifier`` (any case); raises ``ValidationError``.
 
@@ -216,7 +229,9 @@ class Registry:
         otherwise it lists the installed modules.
         """
         key = identifier.lower() if isinstance(identifier, str) else None
-        module = self.modules.get(key) if key else None
+        module = self._find_one(key) if key else None
+        if module is None and key:
+            module = self.modules.get(key)
         if module is None:
             why = (f" ({self.skipped[key]})" if key in self.skipped else
                    f"; installed: {', '.join(sorted(self.modules)) or 'none'}")
@@ -224,11 +239,21 @@ class Registry:
                                   field="taskmodule")
         return module
 
+    def _find_one(self, key: str) -> type[TaskModule] | None:
+        if self._modules is not None or self._find is None:
+            return None
+        if key not in self._found:
+            module = self._find(key)
+            if module is None:
+                return None  # unknown, or not where its name says: discover everything
+            self._found[key] = module
+        return self._found[key]
+
     def skip(self, name: str, reason: str) -> None:
         """Record (and log) a third-party module that could not be used."""
         self.skipped[name.lower()] = reason
-        self.problems.append(f"task module {name!r} skipped: {reason}")
-        logger.warning("%s", self.problems[-1])
+        self._problems.append(f"task module {name!r} skipped: {reason}")
+        logger.warning("%s", self._problems[-1])
 
     def __iter__(self) -> Iterator[type[TaskModule]]:
         return iter(sorted(self.modules.values(), key=lambda m: m.identifier))
@@ -240,28 +265,62 @@ def load_modules() -> Registry:
     A built-in module that fails to import, or two built-ins with one identifier, are
     bugs and raise. A third-party module that fails to import, is malformed or takes
     an identifier already in use is logged, listed in ``Registry.problems`` and skipped.
+
+    A single module is found by name without importing the others: a built-in by its
+    file name (which is its identifier), a third-party module by its entry-point name
+    when the class it loads has that identifier. Anything else (an unknown name, a
+    module that fails to load) goes to the full discovery, which says why.
     """
     registry = Registry()
     registry._discover = lambda: _discover_all(registry)
+    registry._find = _find_by_name
     return registry
+
+
+def _builtin_names() -> list[str]:
+    return [info.name for info in pkgutil.iter_modules(__path__)]
+
+
+def _find_by_name(key: str) -> type[TaskModule] | None:
+    if key in _builtin_names():
+        return _builtin_class(key)
+    for entry in _entry_points():
+        if entry.name.lower() == key:
+            try:
+                cls = entry.load()
+                check_module_class(cls)
+            except (Exception, SystemExit):  # the full discovery records why
+                return None
+            return cls if cls.identifier == key else None
+    return None
+
+
+def _builtin_class(name: str) -> type[TaskModule]:
+    """The one module class of ``picron/modules/<name>.py``, whose identifier is ``name``."""
+    classes = list(_module_classes(import_module(f"{__name__}.{name}")))
+    if [cls.identifier for cls in classes] != [name]:
+        raise RuntimeError(f"built-in file {name}.py must define one task module, "
+                           f"identifier {name!r}")
+    return classes[0]
 
 
 def _discover_all(registry: Registry) -> Iterator[type[TaskModule]]:
     seen: dict[str, str] = {}
-    for info in pkgutil.iter_modules(__path__):
-        module = import_module(f"{__name__}.{info.name}")
-        for cls in _module_classes(module):
-            if cls.identifier in seen:
-                raise RuntimeError(f"two built-in task modules named {cls.identifier!r}")
-            seen[cls.identifier] = f"built-in module {cls.identifier}"
-            yield cls
+    for name in _builtin_names():
+        cls = _builtin_class(name)
+        seen[cls.identifier] = f"built-in module {cls.identifier}"
+        yield cls
     yield from _discover_entry_points(seen, registry)
 
 
-def _discover_entry_points(seen: dict[str, str], registry: Registry):
+def _entry_points():
     from importlib.metadata import entry_points
 
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    return entry_points(group=ENTRY_POINT_GROUP)
+
+
+def _discover_entry_points(seen: dict[str, str], registry: Registry):
+    for entry in _entry_points():
         try:
             cls = entry.load()
             check_module_class(cls)
