@@ -39,12 +39,18 @@ def run_module(module: type[TaskModule], options: dict, context: TaskContext) ->
 
 
 def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
-                 timeout: float) -> tuple[str, str]:
-    """Run the module in a forked child; kill it (and its process group) after ``timeout`` s."""
+                 timeout: float, watch=None) -> tuple[str, str]:
+    """Run the module in a forked child; kill it (and its process group) after ``timeout`` s.
+
+    ``watch`` (optional) is told the child's process group (``watch.started(pgid)``, before
+    the child may start the task) and asked every ``watch.every`` seconds to renew the run's
+    lease (``watch.renew()``); when that returns False the child is stopped (``interrupted``).
+    """
     _reap_exited()
     pdeathsig = _pdeathsig_setter()
     parent = os.getpid()
     read_end, write_end = os.pipe()
+    go_read, go_write = os.pipe() if watch else (None, None)
     pid = os.fork()
     if pid == 0:  # the child: never returns
         try:
@@ -53,6 +59,11 @@ def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
             pdeathsig()
             if os.getppid() != parent:
                 os._exit(1)
+            if go_read is not None:  # start only once the parent has recorded our group
+                os.close(go_write)
+                if os.read(go_read, 1) != b"g":
+                    os._exit(1)
+                os.close(go_read)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             devnull = os.open(os.devnull, os.O_RDWR)
@@ -67,21 +78,50 @@ def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
             os._exit(0)
     os.close(write_end)
     try:
-        return _collect(pid, read_end, timeout)
+        if watch is not None:
+            _start_watched(pid, go_read, go_write, watch)
+        return _collect(pid, read_end, timeout, watch)
     finally:
         os.close(read_end)
 
 
-def _collect(pid: int, read_end: int, timeout: float) -> tuple[str, str]:
-    deadline = time.monotonic() + timeout
+def _start_watched(pid: int, go_read: int, go_write: int, watch) -> None:
+    os.close(go_read)
+    try:
+        os.setpgid(pid, pid)  # also here: the group must exist before anyone may kill it
+    except OSError:
+        pass  # the child did it first (EACCES once it runs), or it died
+    try:
+        watch.started(pid)
+    except BaseException:
+        _kill_group(pid)
+        os.close(go_write)
+        os.waitpid(pid, 0)
+        raise
+    os.write(go_write, b"g")
+    os.close(go_write)
+
+
+def _collect(pid: int, read_end: int, timeout: float, watch=None) -> tuple[str, str]:
+    now = time.monotonic()
+    deadline = now + timeout
+    renew_at = now + watch.every if watch else float("inf")
     data = b""
     while True:
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             _kill_group(pid)
             os.waitpid(pid, 0)
             return "timeout", f"stopped after the timeout of {timeout:g} s"
-        ready, _, _ = select.select([read_end], [], [], remaining)
+        if now >= renew_at:
+            renew_at = now + watch.every
+            if not watch.renew():
+                _kill_group(pid)
+                os.waitpid(pid, 0)
+                return "interrupted", "stopped: its lease in the database could not be renewed"
+            continue
+        ready, _, _ = select.select([read_end], [], [], min(remaining, renew_at - now))
         if ready:
             chunk = os.read(read_end, 65536)
             if not chunk:

@@ -10,7 +10,9 @@ from datetime import timedelta, timezone
 import pytest
 
 from picron.db import connect
-from picron.modules import Option, Registry, TaskModule
+from picron.isolation import run_in_child
+from picron.modules import Option, Registry, TaskContext, TaskModule
+from picron.modules.command import Command
 from picron.records import TaskSpec
 from picron.runner import Runner
 from picron.store import Store
@@ -150,3 +152,64 @@ def test_overlapping_run_scheduled_processes_run_each_due_task_once(path, tmp_pa
     assert len(runs) == 3 * slots * len(nodes)
     assert {r.status for r in runs} == {"success"}
     assert len({(r.task, r.node, r.start) for r in runs}) == len(runs)  # no slot twice
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return file.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def _context():
+    return TaskContext(node="node1", database=":memory:", now=FakeClock(), timeout=60,
+                       task_name="t")
+
+
+def _wait_for_file(path, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not (os.path.exists(path) and open(path).read().strip()):
+        assert time.monotonic() < deadline, f"{path} never written"
+        time.sleep(0.01)
+    return open(path).read().split()
+
+
+def test_a_timeout_also_stops_the_programs_the_task_started(tmp_path):
+    marker = tmp_path / "pids"
+    options = {"command": f"sh -c 'sleep 60 & echo $$ $! > {marker}; wait'", "workdir": ""}
+    status, message = run_in_child(Command, options, _context(), 1)
+    assert status == "timeout"
+    shell, background = map(int, _wait_for_file(marker))
+    assert not _pid_alive(shell) and not _pid_alive(background)
+
+
+class _Watch:
+    def __init__(self, every, renewals, marker=None):
+        self.every, self.renewals, self.marker = every, list(renewals), marker
+        self.groups = []
+
+    def started(self, pgid):
+        assert self.marker is None or not os.path.exists(self.marker)  # not started yet
+        self.groups.append(pgid)
+
+    def renew(self):
+        return self.renewals.pop(0)
+
+
+def test_the_task_runs_in_the_process_group_reported_before_it_starts(tmp_path):
+    marker = tmp_path / "group"
+    watch = _Watch(60, [], marker=str(marker))
+    options = {"command": f"sh -c 'cut -d\" \" -f5 /proc/$$/stat > {marker}'", "workdir": ""}
+    assert run_in_child(Command, options, _context(), 30, watch) == ("success", "")
+    assert [int(marker.read_text())] == watch.groups
+
+
+def test_a_lease_that_cannot_be_renewed_stops_the_task_and_its_programs(tmp_path):
+    marker = tmp_path / "pids"
+    watch = _Watch(0.2, [True, True, False])
+    options = {"command": f"sh -c 'sleep 60 & echo $$ $! > {marker}; wait'", "workdir": ""}
+    status, message = run_in_child(Command, options, _context(), 60, watch)
+    assert (status, watch.renewals) == ("interrupted", [])
+    assert "lease" in message
+    assert not any(_pid_alive(pid) for pid in map(int, _wait_for_file(marker)))
