@@ -9,13 +9,17 @@ from picron.errors import ConfigError, ValidationError
 DEFAULT_CONFIG_PATH = "/etc/picron/picron.toml"
 _NODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _KEYS = {"database": str, "node": str, "nodes": list, "timezone": str, "listen": str,
-         "task_timeout": int, "history_days": int, "allowed_hosts": list}
+         "task_timeout": int, "history_days": int, "allowed_hosts": list,
+         "lease_seconds": int}
 _FIELDS = ("database", "node", "nodes", "timezone", "listen", "task_timeout", "history_days",
-           "allowed_hosts", "path")
+           "allowed_hosts", "path", "lease_seconds")
+# A run's lease (SPEC §2 rule 6, §3): renewed every quarter of it; shorter than this would
+# let a busy database or a slow renewal look like a dead owner.
+MIN_LEASE_SECONDS = 5
 
 
 class Config(namedtuple("Config", _FIELDS,
-                        defaults=(None, "127.0.0.1:8080", 3600, 30, (), None))):
+                        defaults=(None, "127.0.0.1:8080", 3600, 30, (), None, 60))):
     """Resolved settings; every field after ``nodes`` has its SPEC §3 default.
 
     A named tuple, not a dataclass: every cron tick reads the configuration, and importing
@@ -68,6 +72,9 @@ def load_config(config_path: str | None = None, db_path: str | None = None,
         if key in values and values[key] <= 0:
             raise ConfigError(f"config: {key} must be a positive number of "
                               f"{'seconds' if key == 'task_timeout' else 'days'}")
+    if values.get("lease_seconds", MIN_LEASE_SECONDS) < MIN_LEASE_SECONDS:
+        raise ConfigError(f"config: lease_seconds in {path} must be at least "
+                          f"{MIN_LEASE_SECONDS} (seconds)")
     return Config(
         database=db_path or env.get("PICRON_DB") or values.get("database") or _default_db(env),
         node=node,
@@ -78,6 +85,7 @@ def load_config(config_path: str | None = None, db_path: str | None = None,
         history_days=values.get("history_days", 30),
         allowed_hosts=tuple(values.get("allowed_hosts", ())),
         path=path,
+        lease_seconds=values.get("lease_seconds", 60),
     )
 
 

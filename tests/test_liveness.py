@@ -7,6 +7,10 @@ import sys
 import time
 from dataclasses import replace
 
+import pytest
+
+from picron.config import load_config
+from picron.errors import ConfigError
 from picron.liveness import is_local, owner_alive, stop_group, this_process
 
 
@@ -91,3 +95,15 @@ def test_stop_group_leaves_a_reused_group_of_older_processes_alone():
 
 def test_stop_group_without_a_group_does_nothing():
     assert stop_group(this_process()) is True
+
+
+def test_lease_seconds_defaults_to_60_and_must_be_at_least_5(tmp_path):
+    config = tmp_path / "picron.toml"
+    assert load_config(env={}).lease_seconds == 60
+    config.write_text("lease_seconds = 5\n")
+    assert load_config(str(config), env={}).lease_seconds == 5
+    for bad in ("4", "0", "-60", '"60"', "true"):
+        config.write_text(f"lease_seconds = {bad}\n")
+        with pytest.raises(ConfigError, match="lease_seconds") as error:
+            load_config(str(config), env={})
+        assert str(config) in str(error.value)
