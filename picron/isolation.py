@@ -43,7 +43,7 @@ def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
     """Run the module in a forked child; kill it (and its process group) after ``timeout`` s.
 
     ``watch`` (optional) is told the child's process group (``watch.started(pgid)``, before
-    the child may start the task) and asked every ``watch.every`` seconds to renew the run's
+    the child may start the task; False: it may not) and asked every ``watch.every`` seconds to renew the run's
     lease (``watch.renew()``); when that returns False the child is stopped (``interrupted``).
     """
     _reap_exited()
@@ -78,28 +78,30 @@ def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
             os._exit(0)
     os.close(write_end)
     try:
-        if watch is not None:
-            _start_watched(pid, go_read, go_write, watch)
+        if watch is not None and not _start_watched(pid, go_read, go_write, watch):
+            return "interrupted", "not started: another process recorded the run meanwhile"
         return _collect(pid, read_end, timeout, watch)
     finally:
         os.close(read_end)
 
 
-def _start_watched(pid: int, go_read: int, go_write: int, watch) -> None:
+def _start_watched(pid: int, go_read: int, go_write: int, watch) -> bool:
+    """Let the child start once ``watch.started`` has recorded its group; False: it may not."""
     os.close(go_read)
     try:
         os.setpgid(pid, pid)  # also here: the group must exist before anyone may kill it
     except OSError:
         pass  # the child did it first (EACCES once it runs), or it died
+    go = False
     try:
-        watch.started(pid)
-    except BaseException:
-        _kill_group(pid)
-        os.close(go_write)
-        os.waitpid(pid, 0)
-        raise
-    os.write(go_write, b"g")
-    os.close(go_write)
+        go = watch.started(pid)
+        if go:
+            os.write(go_write, b"g")
+    finally:
+        os.close(go_write)  # without a "g" the child exits without running the task
+        if not go:  # also when started() raised
+            os.waitpid(pid, 0)
+    return go
 
 
 def _collect(pid: int, read_end: int, timeout: float, watch=None) -> tuple[str, str]:

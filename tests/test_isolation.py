@@ -192,6 +192,9 @@ class _Watch:
     def started(self, pgid):
         assert self.marker is None or not os.path.exists(self.marker)  # not started yet
         self.groups.append(pgid)
+        return self.go
+
+    go = True
 
     def renew(self):
         return self.renewals.pop(0)
@@ -213,3 +216,13 @@ def test_a_lease_that_cannot_be_renewed_stops_the_task_and_its_programs(tmp_path
     assert (status, watch.renewals) == ("interrupted", [])
     assert "lease" in message
     assert not any(_pid_alive(pid) for pid in map(int, _wait_for_file(marker)))
+
+
+def test_a_child_whose_run_was_recorded_meanwhile_never_starts_the_task(tmp_path):
+    marker = tmp_path / "ran"
+    watch = _Watch(60, [])
+    watch.go = False
+    options = {"command": f"touch {marker}", "workdir": ""}
+    status, message = run_in_child(Command, options, _context(), 30, watch)
+    assert status == "interrupted" and "not started" in message
+    assert not _pid_alive(watch.groups[0]) and not marker.exists()
