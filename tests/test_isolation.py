@@ -162,6 +162,14 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _wait_until_dead(*pids, timeout=10):
+    """SIGKILL takes effect asynchronously: the processes die (or become zombies) soon."""
+    deadline = time.monotonic() + timeout
+    while any(_pid_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"still running: {pids}"
+        time.sleep(0.01)
+
+
 def _context():
     return TaskContext(node="node1", location=":memory:", now=FakeClock(), timeout=60,
                        task_name="t")
@@ -180,8 +188,7 @@ def test_a_timeout_also_stops_the_programs_the_task_started(tmp_path):
     options = {"command": f"sh -c 'sleep 60 & echo $$ $! > {marker}; wait'", "workdir": ""}
     status, message = run_in_child(Command, options, _context(), 1)
     assert status == "timeout"
-    shell, background = map(int, _wait_for_file(marker))
-    assert not _pid_alive(shell) and not _pid_alive(background)
+    _wait_until_dead(*map(int, _wait_for_file(marker)))
 
 
 class _Watch:
@@ -215,7 +222,7 @@ def test_a_lease_that_cannot_be_renewed_stops_the_task_and_its_programs(tmp_path
     status, message = run_in_child(Command, options, _context(), 60, watch)
     assert (status, watch.renewals) == ("interrupted", [])
     assert "lease" in message
-    assert not any(_pid_alive(pid) for pid in map(int, _wait_for_file(marker)))
+    _wait_until_dead(*map(int, _wait_for_file(marker)))
 
 
 def test_a_child_whose_run_was_recorded_meanwhile_never_starts_the_task(tmp_path):
@@ -225,4 +232,5 @@ def test_a_child_whose_run_was_recorded_meanwhile_never_starts_the_task(tmp_path
     options = {"command": f"touch {marker}", "workdir": ""}
     status, message = run_in_child(Command, options, _context(), 30, watch)
     assert status == "interrupted" and "not started" in message
-    assert not _pid_alive(watch.groups[0]) and not marker.exists()
+    _wait_until_dead(watch.groups[0])
+    assert not marker.exists()
