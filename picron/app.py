@@ -54,7 +54,8 @@ class App:
         # The registry is passed as a function: a tick with nothing due never loads a module.
         return Runner(store or self.store, lambda: self.registry, node=self.config.node,
                       default_timeout=self.config.task_timeout,
-                      history_days=self.config.history_days, clock=self.clock)
+                      history_days=self.config.history_days, clock=self.clock,
+                      lease_seconds=self.config.lease_seconds)
 
     def parse_task(self, data, base=None):
         """Validate a task definition (see ``picron.tasks.parse_task``)."""

@@ -74,7 +74,9 @@ def test_kill_9_while_the_task_runs_a_program(lab, figure):
     recovery stops them, and a retry beside them would run the work twice at once."""
     work = lab.tmp / "work"
     lock = lab.tmp / "lock"
-    script = (f"if [ -e {lock} ] && kill -0 \"$(cat {lock})\" 2>/dev/null;"
+    # "overlap" when the previous copy still runs (a zombie does not: nothing may reap it)
+    script = (f"p=$(cat {lock} 2>/dev/null); if [ -n \"$p\" ] && [ -r /proc/$p/stat ] &&"
+              f" read -r _ _ state _ < /proc/$p/stat && [ $state != Z ];"
               f" then echo overlap $$ >> {work}; fi; echo $$ > {lock};"
               f" echo start $$ >> {work}; sleep {PROGRAM_SECONDS}; echo done $$ >> {work}")
     added = lab.run("task", "add", "--name", "program", "--interval", "*/5 * * * *",
