@@ -289,9 +289,13 @@ def cmd_passwd(args, app) -> int:
 
 def cmd_check(args, app) -> int:
     from picron.health import check_ticks
+    from picron.liveness import clock_skew_warning
 
     ok, message = check_ticks(app.store, app.config.node, app.clock(), args.max_age)
     print(message, file=sys.stdout if ok else sys.stderr)
+    skew = clock_skew_warning(app.clock(), app.store.now())
+    if skew:
+        print(skew, file=sys.stderr)
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -12,10 +12,13 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 
 # How long to wait for a killed process group to disappear before giving up.
 STOP_WAIT = 5.0
+# ``picron check`` warns beyond this difference between the node's and the server's clock.
+CLOCK_SKEW_LIMIT = 30.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,17 @@ def stop_group(owner: Owner, wait: float = STOP_WAIT) -> bool:
         time.sleep(0.01)
         members = _group(owner.pgid)
     return True
+
+
+def clock_skew_warning(node_now: datetime, db_now: datetime) -> str | None:
+    """A warning when this node's clock is more than 30 s off the database server's
+    (``picron check``, SPEC §4); None when they agree. On SQLite they are one clock."""
+    skew = (node_now - db_now).total_seconds()
+    if abs(skew) <= CLOCK_SKEW_LIMIT:
+        return None
+    return (f"warning: this node's clock is {abs(skew):.0f} s "
+            f"{'ahead of' if skew > 0 else 'behind'} the database server's: tasks run by "
+            "this node's clock, leases are measured by the server's; check its time sync")
 
 
 def _group(pgid: int) -> dict[int, int]:

@@ -6,12 +6,14 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from picron.config import load_config
 from picron.errors import ConfigError
-from picron.liveness import is_local, owner_alive, stop_group, this_process
+from picron.liveness import (clock_skew_warning, is_local, owner_alive, stop_group,
+                             this_process)
 
 
 def _alive(pid: int) -> bool:
@@ -107,3 +109,12 @@ def test_lease_seconds_defaults_to_60_and_must_be_at_least_5(tmp_path):
         with pytest.raises(ConfigError, match="lease_seconds") as error:
             load_config(str(config), env={})
         assert str(config) in str(error.value)
+
+
+def test_check_warns_when_the_clocks_differ_by_more_than_30_seconds():
+    server = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    assert clock_skew_warning(server + timedelta(seconds=30), server) is None
+    assert clock_skew_warning(server - timedelta(seconds=30), server) is None
+    ahead = clock_skew_warning(server + timedelta(minutes=10), server)
+    assert "600 s ahead of the database server's" in ahead
+    assert "31 s behind" in clock_skew_warning(server - timedelta(seconds=31), server)
