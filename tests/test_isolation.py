@@ -5,11 +5,13 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import threading
 import time
 from datetime import timedelta, timezone
 
 import pytest
 
+from picron.errors import StorageError
 from picron.isolation import run_in_child
 from picron.modules import Option, Registry, TaskContext, TaskModule
 from picron.modules.command import Command
@@ -234,3 +236,53 @@ def test_a_child_whose_run_was_recorded_meanwhile_never_starts_the_task(tmp_path
     assert status == "interrupted" and "not started" in message
     _wait_until_dead(watch.groups[0])
     assert not marker.exists()
+
+
+def _leased_runner(path, clock):
+    return Runner(file_store(path), REGISTRY, node="node1", clock=clock, lease_seconds=0.4)
+
+
+def test_a_run_recorded_by_another_process_is_stopped_and_not_overwritten(path):
+    """Another host found the lease expired and recorded the run interrupted: the parent
+    stops its child at the next renewal and leaves that record alone (compare-and-set)."""
+    clock = FakeClock()
+    store = file_store(path)
+    task = store.add_task(TaskSpec("slow", "*/5 * * * *", "spin", ("node1",)), clock())
+    runner = _leased_runner(path, clock)
+    claim = runner.claim_manual(task.id)
+    other = file_store(path)
+
+    def recover_elsewhere():
+        while not [r for r in other.running_runs() if r.pgid]:  # the child is at work
+            time.sleep(0.01)
+        assert other.finish_run(claim.run_id, "interrupted", clock(), 1.0,
+                                "interrupted: its lease expired (test)")
+
+    recovering = threading.Thread(target=recover_elsewhere)
+    recovering.start()
+    result = runner.execute(claim)
+    recovering.join()
+    assert (result.status, result.message) == ("interrupted",
+                                               "interrupted: its lease expired (test)")
+    (run,) = store.list_runs(task.id)
+    assert run.message == "interrupted: its lease expired (test)" and run.duration == 1.0
+
+
+def test_a_parent_that_cannot_renew_its_lease_stops_its_child(path, monkeypatch):
+    clock = FakeClock()
+    store = file_store(path)
+    task = store.add_task(TaskSpec("slow", "*/5 * * * *", "spin", ("node1",)), clock())
+    runner = _leased_runner(path, clock)
+    renewals = []
+
+    def database_gone(run_id, lease_until, pgid=None):
+        renewals.append(pgid)
+        if pgid is None:  # the first call records the group; then the server is gone
+            raise StorageError("database server 127.0.0.1 is gone")
+        return True
+
+    monkeypatch.setattr(runner.store, "renew_run", database_gone)
+    result = runner.run_manually(task.id)
+    assert result.status == "interrupted" and "lease" in result.message
+    assert len(renewals) == 1 + 3  # started, then three failed renewals: 3/4 of the lease
+    _wait_until_dead(renewals[0])
