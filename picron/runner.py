@@ -111,14 +111,15 @@ class Runner:
         report = TickReport(node=self.node, now=now)
         self.store.record_tick(self.node, now)
         report.interrupted = self.recover_interrupted(now, report.warnings)
+        mark = self.store.tick_mark()  # after recovering: this tick retries what it recovered
         for name, reference in self.store.future_references(self.node, now):
             report.warnings.append(
                 f"task {name!r}: its last run ({reference:%Y-%m-%d %H:%M:%S} UTC) is in the "
                 "future - the clock went backwards; it waits for its next slot")
         for task_id in self.store.due_task_ids(self.node, now):
-            claim = self._claim(task_id, self.node, "scheduled")
+            claim = self._claim(task_id, self.node, "scheduled", mark)
             if claim is None:
-                continue  # another invocation is running it or has just run it
+                continue  # another invocation is running it or ran it since this one began
             if on_start:
                 on_start(claim.task)
             result = self.execute(claim)
@@ -130,20 +131,27 @@ class Runner:
         return report
 
     def due_tasks(self, at: datetime) -> list[Task]:
-        """The tasks a tick at ``at`` would run on this node (for ``--dryrun``), in order."""
-        return [task for task in self.store.list_tasks(self.node)
-                if task.active and task.next_runs[self.node] <= at]
+        """The tasks a tick at ``at`` would run on this node (for ``--dryrun``), in order.
+
+        The tick's own answer without its writes: the store's due tasks, less those
+        running here under an owner that the tick would not find lost.
+        """
+        me, db_now = this_process(self.host), self.db_clock()
+        busy = {run.task_id for run in self.store.running_runs()
+                if run.node == self.node and self._lost(run, me, db_now) is None}
+        return [self.store.get_task(task_id)
+                for task_id in self.store.due_task_ids(self.node, at) if task_id not in busy]
 
     def claim_manual(self, task_id: int, node: str | None = None) -> Claim:
         """Claim a manual run (SPEC §2 rule 7); raises ``AlreadyRunning`` or ``NotFound``."""
         self.recover_interrupted(self.clock())
         return self._claim(task_id, node or self.node, "manual")
 
-    def _claim(self, task_id: int, node: str, trigger: str) -> Claim | None:
+    def _claim(self, task_id: int, node: str, trigger: str, mark=None) -> Claim | None:
         owner = this_process(self.host)
         db_now = self.db_clock()
         return self.store.claim_run(
-            task_id, node, trigger, self.clock(), pid=owner.pid, host=owner.host,
+            task_id, node, trigger, self.clock(), mark=mark, pid=owner.pid, host=owner.host,
             timeout=self.default_timeout, boot_id=owner.boot_id, pidns=owner.pidns,
             proc_start=None if owner.proc_start is None else str(owner.proc_start),
             lease_until=db_now + self.lease, db_now=db_now)
@@ -201,7 +209,7 @@ class Runner:
         recovered = []
         for run in runs:
             owner = _owner(run)
-            why = _why_interrupted(run, owner, me, db_now)
+            why = self._lost(run, me, db_now)
             if why is None:
                 continue
             if is_local(owner, me) and not stop_group(owner):
@@ -216,27 +224,28 @@ class Runner:
                 recovered.append(run.id)
         return recovered
 
+    def _lost(self, run: RunningRun, me: Owner, db_now: datetime) -> str | None:
+        """Why ``run`` has lost its owner, or None while it may still be running (the
+        recovery and the dry run ask the same). ``me``: this process; ``db_now``: the
+        database's clock."""
+        owner = _owner(run)
+        alive = owner_alive(owner, me)
+        if alive is False:
+            return f"the process running it (pid {owner.pid} on {owner.host}) died"
+        if alive is None and run.lease_until is not None:
+            if run.lease_until < db_now:
+                return (f"its lease expired at {to_db(run.lease_until)} (owner pid {owner.pid}"
+                        f" on {owner.host or 'an unknown host'} stopped renewing it)")
+            return None
+        if run.deadline is not None and run.deadline + STALE_GRACE < db_now:
+            return "it outlived its timeout; its process is gone or unresponsive"
+        return None  # a live owner here, or one elsewhere from before leases, not overdue
+
 
 def _owner(run: RunningRun) -> Owner:
     return Owner(host=run.host or "", boot_id=run.boot_id or "", pidns=run.pidns or "",
                  pid=run.pid or 0,
                  proc_start=int(run.proc_start) if run.proc_start else None, pgid=run.pgid)
-
-
-def _why_interrupted(run: RunningRun, owner: Owner, me: Owner, db_now: datetime) -> str | None:
-    """Why ``run`` has lost its owner, or None while it may still be running."""
-    alive = owner_alive(owner, me)
-    if alive is False:
-        return f"the process running it (pid {owner.pid} on {owner.host}) died"
-    overdue = run.deadline is not None and run.deadline + STALE_GRACE < db_now
-    if alive is None and run.lease_until is not None:
-        if run.lease_until < db_now:
-            return (f"its lease expired at {to_db(run.lease_until)} (owner pid {owner.pid} on "
-                    f"{owner.host or 'an unknown host'} stopped renewing it)")
-        return None
-    if overdue:  # a live owner that hangs, or a run from before leases
-        return "it outlived its timeout; its process is gone or unresponsive"
-    return None
 
 
 class _Lease:

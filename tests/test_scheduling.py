@@ -313,21 +313,6 @@ def _claim_as(store, task_id, clock, owner, lease_until=None, node="node1"):
                            pgid=owner.pgid, lease_until=lease_until)
 
 
-def test_an_interrupted_run_is_retried_by_the_tick_that_detects_it(store, registry, clock):
-    """Rule 6 + rule 4: the very invocation that records it interrupted runs it again,
-    also when the tick's time is not a whole second (cron starts ticks at any instant)."""
-    task = store.add_task(spec("t"), clock())
-    clock.advance(minutes=5, microseconds=250_000)
-    runner = make_runner(store, registry, clock)
-    dead = replace(this_process(runner.host), pid=2**22 + 12345)  # no such process
-    _claim_as(store, task.id, clock, dead)
-    clock.advance(seconds=1, microseconds=500_000)
-    report = runner.run_scheduled()
-    assert len(report.interrupted) == 1
-    assert [r.status for r in report.results] == ["success"]
-    assert [r.status for r in store.list_runs(task.id)] == ["success", "interrupted"]
-
-
 def test_a_reused_pid_does_not_keep_a_dead_run_alive(store, registry, clock):
     task = store.add_task(spec("t"), clock())
     clock.advance(minutes=5)
