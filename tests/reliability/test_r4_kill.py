@@ -98,7 +98,7 @@ def test_kill_9_while_the_task_runs_a_program(lab, figure):
         in_tick = _lines(work)[seen:]
         wait_for(lambda: not _alive(shell), timeout=PROGRAM_SECONDS + 10)
         lines = _lines(work)[seen:]
-        retry = lines[1].split()[1] if lines[1:] and lines[1].startswith("start") else "-"
+        retry = next((line.split()[1] for line in lines[1:] if line.startswith("start")), "-")
         expected = [f"start {shell}", f"start {retry}", f"done {retry}"]
         finished = f"done {shell}"  # the interrupted copy may only end before the retry
         status = lab.query("select status from run where id = ?", (run_id,))[0][0]
