@@ -43,8 +43,9 @@ def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
     """Run the module in a forked child; kill it (and its process group) after ``timeout`` s.
 
     ``watch`` (optional) is told the child's process group (``watch.started(pgid)``, before
-    the child may start the task; False: it may not) and asked every ``watch.every`` seconds to renew the run's
-    lease (``watch.renew()``); when that returns False the child is stopped (``interrupted``).
+    the child may start the task; False: it may not) and asked every ``watch.every``
+    seconds to renew the run's lease (``watch.renew()``); when that returns False the child
+    and its group are stopped (status ``interrupted``).
     """
     _reap_exited()
     pdeathsig = _pdeathsig_setter()
