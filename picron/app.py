@@ -56,7 +56,8 @@ class App:
         return Runner(store or self.store, lambda: self.registry, node=self.config.node,
                       default_timeout=self.config.task_timeout,
                       history_days=self.config.history_days, clock=self.clock,
-                      notify=Settings.from_config(self.config))
+                      notify=Settings.from_config(self.config),
+                      lease_seconds=self.config.lease_seconds)
 
     def parse_task(self, data, base=None, current=None):
         """Validate a task definition (see ``picron.tasks.parse_task``)."""

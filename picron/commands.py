@@ -338,6 +338,7 @@ def cmd_token(args, app) -> int:
 def cmd_check(args, app) -> int:
     from picron.errors import StorageError
     from picron.health import check_ticks, failing_tasks
+    from picron.liveness import clock_skew_warning
 
     try:
         ok, message = check_ticks(app.store, app.config.node, app.clock(), args.max_age)
@@ -347,6 +348,9 @@ def cmd_check(args, app) -> int:
               file=sys.stderr)
         return EXIT_FAILED
     print(message, file=sys.stdout if ok else sys.stderr)
+    skew = clock_skew_warning(app.clock(), app.store.now())
+    if skew:
+        print(skew, file=sys.stderr)
     if failing:
         print(f"failing on node {app.config.node}: {', '.join(failing)}", file=sys.stderr)
     return EXIT_OK if ok and not failing else EXIT_FAILED

@@ -9,18 +9,22 @@ from picron.errors import ConfigError, ValidationError
 DEFAULT_CONFIG_PATH = "/etc/picron/picron.toml"
 _NODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _KEYS = {"database": str, "node": str, "nodes": list, "timezone": str, "listen": str,
-         "task_timeout": int, "history_days": int, "allowed_hosts": list}
+         "task_timeout": int, "history_days": int, "allowed_hosts": list,
+         "lease_seconds": int}
 _FIELDS = ("database", "node", "nodes", "timezone", "listen", "task_timeout", "history_days",
-           "allowed_hosts", "path")
+           "allowed_hosts", "path", "lease_seconds")
 # Notifications (SPEC §7): where down/up events go by default, and how mail is sent.
 _NOTIFY_DEFAULTS = {"notify_url": None, "notify_email": None, "smtp_host": "localhost",
                     "mail_from": None}
 _KEYS.update(dict.fromkeys(_NOTIFY_DEFAULTS, str))
 _FIELDS += tuple(_NOTIFY_DEFAULTS)
+# A run's lease (SPEC §2 rule 6, §3): renewed every quarter of it; shorter than this would
+# let a busy database or a slow renewal look like a dead owner.
+MIN_LEASE_SECONDS = 5
 
 
 class Config(namedtuple("Config", _FIELDS,
-                        defaults=(None, "127.0.0.1:8080", 3600, 30, (), None,
+                        defaults=(None, "127.0.0.1:8080", 3600, 30, (), None, 60,
                                   *_NOTIFY_DEFAULTS.values()))):
     """Resolved settings; every field after ``nodes`` has its SPEC §3 default.
 
@@ -86,6 +90,9 @@ def explain_config(config_path: str | None = None, db_path: str | None = None,
         if key in values and values[key] <= 0:
             raise ConfigError(f"config: {key} must be a positive number of "
                               f"{'seconds' if key == 'task_timeout' else 'days'}")
+    if values.get("lease_seconds", MIN_LEASE_SECONDS) < MIN_LEASE_SECONDS:
+        raise ConfigError(f"config: lease_seconds in {path} must be at least "
+                          f"{MIN_LEASE_SECONDS} (seconds)")
     in_file, why_file = values.get("database"), f"database in {path}"
     if in_file and _is_file(in_file) and _resolve(in_file, path) != in_file:
         how = "~ expanded" if in_file.startswith("~") else "relative to that file's directory"
@@ -108,6 +115,7 @@ def explain_config(config_path: str | None = None, db_path: str | None = None,
         allowed_hosts=tuple(values.get("allowed_hosts", ())),
         path=path,
         **_notify_settings(values, path),
+        lease_seconds=values.get("lease_seconds", 60),
     )
     return config, {"config": why_config, "database": why_database, "node": why_node}
 

@@ -57,41 +57,65 @@ def run_module(module: type[TaskModule], options: dict, context: TaskContext) ->
 
 
 def run_in_child(module: type[TaskModule], options: dict, context: TaskContext,
-                 timeout: float) -> tuple[str, str]:
-    """Run the module in a forked child; kill it (and its process group) after ``timeout`` s."""
+                 timeout: float, watch=None) -> tuple[str, str]:
+    """Run the module in a forked child; kill it (and its process group) after ``timeout`` s.
+
+    ``watch`` (optional) is told the child's process group (``watch.started(pgid)``, before
+    the child may start the task; False: it may not) and asked every ``watch.every``
+    seconds to renew the run's lease (``watch.renew()``); when that returns False the child
+    and its group are stopped (status ``interrupted``).
+    """
     server = getattr(_local, "server", None)
-    started = server.start_child(module, options, context) if server else None
-    if started is not None:
-        pid, read_end = started
-        try:
-            return _collect(pid, read_end, timeout, server.wait, lambda pid: None)
-        finally:
-            os.close(read_end)
+    if server is not None:
+        go_read, go_write = os.pipe() if watch else (None, None)
+        started = server.start_child(module, options, context, go_read)
+        if go_read is not None:
+            os.close(go_read)  # the helper passed it on to the child
+        if started is not None:
+            pid, read_end = started
+            try:
+                return _watch_and_collect(pid, read_end, go_write, timeout, watch,
+                                          server.wait, lambda pid: None)
+            finally:
+                os.close(read_end)
+        if go_write is not None:
+            os.close(go_write)
     _reap_exited()
     pdeathsig = _pdeathsig_setter()
     parent = os.getpid()
     read_end, write_end = os.pipe()
+    go_read, go_write = os.pipe() if watch else (None, None)
     pid = os.fork()
     if pid == 0:  # the child: never returns
         try:
             os.close(read_end)
-            _run_child(write_end, parent, pdeathsig, module, options, context)
+            if go_read is not None:
+                os.close(go_write)
+            _run_child(write_end, parent, pdeathsig, module, options, context, go_read)
         finally:
             os._exit(0)
     os.close(write_end)
     try:
-        return _collect(pid, read_end, timeout, _wait, _exiting.append)
+        if go_read is not None:
+            os.close(go_read)
+        return _watch_and_collect(pid, read_end, go_write, timeout, watch, _wait,
+                                  _exiting.append)
     finally:
         os.close(read_end)
 
 
 def _run_child(write_end: int, parent: int, pdeathsig, module: type[TaskModule],
-               options: dict, context: TaskContext) -> None:
-    """The forked child: its own process group, dies with ``parent``, result to the pipe."""
+               options: dict, context: TaskContext, go_read: int | None = None) -> None:
+    """The forked child: its own process group, dies with ``parent``, result to the pipe;
+    with ``go_read``, it starts the task only once the tick has recorded its group."""
     os.setpgid(0, 0)
     pdeathsig()
     if os.getppid() != parent:
         os._exit(1)
+    if go_read is not None:
+        if os.read(go_read, 1) != b"g":
+            os._exit(1)
+        os.close(go_read)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -131,9 +155,10 @@ class _ForkServer:
         self.sock: socket.socket | None = None
         self.broken = False
 
-    def start_child(self, module: type[TaskModule], options: dict,
-                    context: TaskContext) -> tuple[int, int] | None:
-        """(pid, read end of its result pipe) of a child the helper forked, or None."""
+    def start_child(self, module: type[TaskModule], options: dict, context: TaskContext,
+                    go_read: int | None = None) -> tuple[int, int] | None:
+        """(pid, read end of its result pipe) of a child the helper forked, or None;
+        ``go_read`` is passed on to the child (see ``_run_child``)."""
         if self.broken or os.getpid() != self.owner:
             return None
         try:
@@ -146,7 +171,8 @@ class _ForkServer:
                 return None
         read_end, write_end = os.pipe()
         try:
-            socket.send_fds(self.sock, [request], [write_end])
+            socket.send_fds(self.sock, [request],
+                            [write_end] if go_read is None else [write_end, go_read])
             pid = int(self.sock.recv(32))
         except (OSError, ValueError):  # the helper is gone: fork directly from now on
             self.broken = True
@@ -207,7 +233,7 @@ def _serve(sock: socket.socket, pdeathsig) -> None:
     helper = os.getpid()
     exited: dict[int, int] = {}
     while True:
-        data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 1)
+        data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
         if not data:
             return
         try:
@@ -234,7 +260,8 @@ def _serve(sock: socket.socket, pdeathsig) -> None:
             if pid == 0:  # the task's child: never returns
                 try:
                     sock.close()
-                    _run_child(fds[0], helper, pdeathsig, *request)
+                    _run_child(fds[0], helper, pdeathsig, *request,
+                               go_read=fds[1] if len(fds) > 1 else None)
                 finally:
                     os._exit(0)
         for fd in fds:
@@ -242,18 +269,55 @@ def _serve(sock: socket.socket, pdeathsig) -> None:
         sock.send(str(pid).encode())
 
 
-def _collect(pid: int, read_end: int, timeout: float, wait, later) -> tuple[str, str]:
+def _watch_and_collect(pid: int, read_end: int, go_write: int | None, timeout: float, watch,
+                       wait, later) -> tuple[str, str]:
+    if watch is not None and not _start_watched(pid, go_write, watch, wait):
+        return "interrupted", "not started: another process recorded the run meanwhile"
+    return _collect(pid, read_end, timeout, wait, later, watch)
+
+
+def _start_watched(pid: int, go_write: int, watch, wait) -> bool:
+    """Let the child start once ``watch.started`` has recorded its group; False: it may not."""
+    try:
+        os.setpgid(pid, pid)  # also here: the group must exist before anyone may kill it
+    except OSError:
+        pass  # the child did it first (EACCES once it runs), or it died
+    go = False
+    try:
+        go = watch.started(pid)
+        if go:
+            os.write(go_write, b"g")
+    finally:
+        os.close(go_write)  # without a "g" the child exits without running the task
+        if not go:  # also when started() raised
+            wait(pid)
+    return go
+
+
+def _collect(pid: int, read_end: int, timeout: float, wait, later,
+             watch=None) -> tuple[str, str]:
     """Read the child's result until it ends or ``timeout``; ``wait(pid)`` gives its exit
-    status, ``later(pid)`` takes a child that delivered its result and is still exiting."""
-    deadline = time.monotonic() + timeout
+    status, ``later(pid)`` takes a child that delivered its result and is still exiting;
+    ``watch.renew()`` every ``watch.every`` s (False: stop the child, ``interrupted``)."""
+    now = time.monotonic()
+    deadline = now + timeout
+    renew_at = now + watch.every if watch else float("inf")
     data = b""
     while True:
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             _kill_group(pid)
             wait(pid)
             return "timeout", f"stopped after the timeout of {timeout:g} s"
-        ready, _, _ = select.select([read_end], [], [], remaining)
+        if now >= renew_at:
+            renew_at = now + watch.every
+            if not watch.renew():
+                _kill_group(pid)
+                wait(pid)
+                return "interrupted", "stopped: its lease in the database could not be renewed"
+            continue
+        ready, _, _ = select.select([read_end], [], [], min(remaining, renew_at - now))
         if ready:
             chunk = os.read(read_end, 65536)
             if not chunk:

@@ -111,6 +111,11 @@ def test_run_answers_202_and_runs_in_the_background(site, task):
 def test_run_on_another_node(site, task):
     run = body(call(site, "POST", f"/api/tasks/{task['id']}/run", {"node": "node2"}))
     assert run["node"] == "node2"
+    assert site.background.join(30)
+    shown = body(call(site, "GET", f"/api/tasks/{task['id']}"))  # SPEC §2 rule 7
+    assert shown["last_runs"] == {"node2": run["start"]} and shown["nodes"] == ["node1"]
+    assert set(shown["next_runs"]) == {"node1"}
+    assert body(call(site, "GET", "/api/tasks")) == [shown]
 
 
 def test_run_refuses_a_bad_node(site, task, db):

@@ -65,6 +65,9 @@ def test_run_manually_and_history(db_path, capsys):
     assert code == 0 and "hello on node1: success" in out
     code, out, _ = run(capsys, "run-manually", "--task", "hello", "-n", "node9")
     assert code == 0
+    code, out, _ = run(capsys, "task", "show", "hello")  # SPEC §2 rule 7
+    shown = json.loads(out)
+    assert set(shown["last_runs"]) == {"node1", "node9"} and shown["nodes"] == ["node1"]
     code, out, _ = run(capsys, "history", "--json")
     runs = json.loads(out)
     assert [(r["node"], r["trigger"], r["status"], r["message"]) for r in runs] == [

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from picron.liveness import this_process
 from picron.modules import Registry, TaskModule
 from picron.records import TaskSpec
 from picron.runner import STALE_GRACE, Runner
@@ -40,7 +41,7 @@ def spec(name="t", module="succeed", **changes) -> TaskSpec:
 
 
 def runner(store, clock) -> Runner:
-    return Runner(store, REGISTRY, node="node1", clock=clock, isolate=False)
+    return Runner(store, REGISTRY, node="node1", clock=clock, isolate=False, db_clock=clock)
 
 
 def dead_pid() -> int:
@@ -75,9 +76,10 @@ def _state(store, clock, state):
     if state == "running":
         store.claim_run(task.id, "node1", "manual", SLOT, pid=os.getpid(), host=here,
                         timeout=3600)
-    elif state == "interrupted":
+    elif state == "interrupted":  # a pid is trusted only with its host, boot and namespace
+        me = this_process()
         store.claim_run(task.id, "node1", "manual", SLOT, pid=dead_pid(), host=here,
-                        timeout=3600)
+                        timeout=3600, boot_id=me.boot_id, pidns=me.pidns, proc_start="1")
     elif state == "overdue elsewhere":
         store.claim_run(task.id, "node1", "manual", SLOT, pid=1, host="elsewhere", timeout=60)
         return SLOT + timedelta(seconds=61) + STALE_GRACE
@@ -131,8 +133,10 @@ def test_an_interrupted_run_is_retried_by_the_tick_that_detects_it():
     clock = FakeClock(SLOT + timedelta(microseconds=700_000))
     with open_store(":memory:") as store:
         task = store.add_task(spec(), START)
+        me = this_process()
         run = store.claim_run(task.id, "node1", "scheduled", SLOT, pid=dead_pid(),
-                              host=os.uname().nodename, timeout=60)
+                              host=me.host, timeout=60, boot_id=me.boot_id, pidns=me.pidns,
+                              proc_start="1")
         report = runner(store, clock).run_scheduled()
         assert report.interrupted == [run.run_id]
         assert [(r.task, r.status) for r in report.results] == [("t", "success")]

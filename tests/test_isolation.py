@@ -5,13 +5,16 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import threading
 import time
 from datetime import timedelta, timezone
 
 import pytest
 
+from picron.errors import StorageError
 from picron.isolation import _local, fork_server, run_in_child
 from picron.modules import Option, Registry, TaskContext, TaskModule, load_modules
+from picron.modules.command import Command
 from picron.records import TaskSpec
 from picron.runner import Runner
 from picron.storage import open_store
@@ -223,3 +226,161 @@ def _alive(pid):
             return file.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
     except FileNotFoundError:
         return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return file.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def _wait_until_dead(*pids, timeout=10):
+    """SIGKILL takes effect asynchronously: the processes die (or become zombies) soon."""
+    deadline = time.monotonic() + timeout
+    while any(_pid_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"still running: {pids}"
+        time.sleep(0.01)
+
+
+def _context():
+    return TaskContext(node="node1", location=":memory:", now=FakeClock(), timeout=60,
+                       task_name="t")
+
+
+def _wait_for_file(path, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not (os.path.exists(path) and open(path).read().strip()):
+        assert time.monotonic() < deadline, f"{path} never written"
+        time.sleep(0.01)
+    return open(path).read().split()
+
+
+def test_a_timeout_also_stops_the_programs_the_task_started(tmp_path):
+    marker = tmp_path / "pids"
+    options = {"command": f"sh -c 'sleep 60 & echo $$ $! > {marker}; wait'", "workdir": ""}
+    status, message = run_in_child(Command, options, _context(), 1)
+    assert status == "timeout"
+    _wait_until_dead(*map(int, _wait_for_file(marker)))
+
+
+class _Watch:
+    def __init__(self, every, renewals, marker=None):
+        self.every, self.renewals, self.marker = every, list(renewals), marker
+        self.groups = []
+
+    def started(self, pgid):
+        assert self.marker is None or not os.path.exists(self.marker)  # not started yet
+        self.groups.append(pgid)
+        return self.go
+
+    go = True
+
+    def renew(self):
+        return self.renewals.pop(0)
+
+
+def test_the_task_runs_in_the_process_group_reported_before_it_starts(tmp_path):
+    marker = tmp_path / "group"
+    watch = _Watch(60, [], marker=str(marker))
+    options = {"command": f"sh -c 'cut -d\" \" -f5 /proc/$$/stat > {marker}'", "workdir": ""}
+    assert run_in_child(Command, options, _context(), 30, watch) == ("success", "")
+    assert [int(marker.read_text())] == watch.groups
+
+
+def test_a_lease_that_cannot_be_renewed_stops_the_task_and_its_programs(tmp_path):
+    marker = tmp_path / "pids"
+    watch = _Watch(0.2, [True, True, False])
+    options = {"command": f"sh -c 'sleep 60 & echo $$ $! > {marker}; wait'", "workdir": ""}
+    status, message = run_in_child(Command, options, _context(), 60, watch)
+    assert (status, watch.renewals) == ("interrupted", [])
+    assert "lease" in message
+    _wait_until_dead(*map(int, _wait_for_file(marker)))
+
+
+def test_a_child_whose_run_was_recorded_meanwhile_never_starts_the_task(tmp_path):
+    marker = tmp_path / "ran"
+    watch = _Watch(60, [])
+    watch.go = False
+    options = {"command": f"touch {marker}", "workdir": ""}
+    status, message = run_in_child(Command, options, _context(), 30, watch)
+    assert status == "interrupted" and "not started" in message
+    _wait_until_dead(watch.groups[0])
+    assert not marker.exists()
+
+
+def _leased_runner(path, clock):
+    return Runner(file_store(path), REGISTRY, node="node1", clock=clock, lease_seconds=0.4)
+
+
+def test_a_run_recorded_by_another_process_is_stopped_and_not_overwritten(path):
+    """Another host found the lease expired and recorded the run interrupted: the parent
+    stops its child at the next renewal and leaves that record alone (compare-and-set)."""
+    clock = FakeClock()
+    store = file_store(path)
+    task = store.add_task(TaskSpec("slow", "*/5 * * * *", "spin", ("node1",)), clock())
+    runner = _leased_runner(path, clock)
+    claim = runner.claim_manual(task.id)
+    other = file_store(path)
+
+    def recover_elsewhere():
+        while not [r for r in other.running_runs() if r.pgid]:  # the child is at work
+            time.sleep(0.01)
+        assert other.finish_run(claim.run_id, "interrupted", clock(), 1.0,
+                                "interrupted: its lease expired (test)")
+
+    recovering = threading.Thread(target=recover_elsewhere)
+    recovering.start()
+    result = runner.execute(claim)
+    recovering.join()
+    assert (result.status, result.message) == ("interrupted",
+                                               "interrupted: its lease expired (test)")
+    (run,) = store.list_runs(task.id)
+    assert run.message == "interrupted: its lease expired (test)" and run.duration == 1.0
+
+
+def test_a_parent_that_cannot_renew_its_lease_stops_its_child(path, monkeypatch):
+    clock = FakeClock()
+    store = file_store(path)
+    task = store.add_task(TaskSpec("slow", "*/5 * * * *", "spin", ("node1",)), clock())
+    runner = _leased_runner(path, clock)
+    renewals = []
+
+    def database_gone(run_id, lease_until, pgid=None):
+        renewals.append(pgid)
+        if pgid is None:  # the first call records the group; then the server is gone
+            raise StorageError("database server 127.0.0.1 is gone")
+        return True
+
+    monkeypatch.setattr(runner.store, "renew_run", database_gone)
+    result = runner.run_manually(task.id)
+    assert result.status == "interrupted" and "lease" in result.message
+    assert len(renewals) == 1 + 3  # started, then three failed renewals: 3/4 of the lease
+    _wait_until_dead(renewals[0])
+
+
+def test_a_helper_child_waits_for_its_group_to_be_recorded_and_its_lease_is_renewed():
+    """The go-pipe protocol of the lease also holds for children the fork helper makes."""
+    with fork_server():
+        watch = _Watch(0.05, [True] * 1000)
+        status, parent = run_in_child(Sleepy, {"seconds": "0.3"}, task_context(), 10, watch)
+        assert status == "success" and int(parent) == _local.server.pid
+        assert len(watch.groups) == 1 and len(watch.renewals) < 1000  # renewed meanwhile
+        refused = _Watch(60, [])
+        refused.go = False
+        assert run_in_child(Sleepy, {"seconds": "0"}, task_context(), 10, refused)[0] == \
+            "interrupted"
+
+
+class Sleepy(TaskModule):
+    """Sleeps, then says which process forked it."""
+
+    identifier = "sleepy"
+    description = "test"
+    options = {"seconds": Option("str", "how long")}
+
+    def do(self, options):
+        time.sleep(float(options["seconds"]))
+        self.say(str(os.getppid()))
+        return True

@@ -1,12 +1,14 @@
 """SPEC §2 rules 1-8 through the store and the runner, with an injected clock."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from picron.errors import AlreadyRunning, NotFound
+from picron.liveness import this_process
 from picron.records import TaskSpec
 from picron.runner import Runner
 from tests.conftest import FakeClock, Succeed
@@ -23,7 +25,7 @@ def spec(name, interval="*/5 * * * *", nodes=("node1",), module="succeed", **kw)
 
 
 def make_runner(store, registry, clock, node="node1"):
-    return Runner(store, registry, node=node, clock=clock)
+    return Runner(store, registry, node=node, clock=clock, db_clock=clock)
 
 
 def test_privacyidea_scheduling_scenario_in_moscow_time(make_store, registry):
@@ -239,10 +241,9 @@ def test_run_manually_runs_inactive_tasks_on_any_node(store, registry, clock):
 def test_a_run_whose_owner_died_is_interrupted_and_retried(store, registry, clock):
     task = store.add_task(spec("t"), clock())
     clock.advance(minutes=5)
-    dead_pid = 2**22 + 12345  # above pid_max on Linux: no such process
     runner = make_runner(store, registry, clock)
-    store.claim_run(task.id, "node1", "scheduled", clock(), pid=dead_pid, host=runner.host,
-                    timeout=3600)
+    dead = replace(this_process(runner.host), pid=2**22 + 12345)  # above pid_max: no such
+    _claim_as(store, task.id, clock, dead, lease_until=clock() + timedelta(hours=1))
     clock.advance(minutes=1)
     report = runner.run_scheduled()
     assert len(report.interrupted) == 1
@@ -299,3 +300,108 @@ def test_fake_clock_is_deterministic():
     clock = FakeClock()
     assert clock() == clock() and clock.advance(minutes=1) - timedelta(minutes=1) == \
         datetime(2026, 1, 1, tzinfo=UTC)
+
+
+# -- interrupted runs, owners and leases (SPEC §2 rule 6) ----------------------------------
+
+
+def _claim_as(store, task_id, clock, owner, lease_until=None, node="node1"):
+    """A run claimed by ``owner`` (a ``picron.liveness.Owner``), as its runner would."""
+    return store.claim_run(task_id, node, "scheduled", clock(), pid=owner.pid,
+                           host=owner.host, timeout=3600, boot_id=owner.boot_id,
+                           pidns=owner.pidns, proc_start=str(owner.proc_start),
+                           pgid=owner.pgid, lease_until=lease_until)
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_alive(store, registry, clock):
+    task = store.add_task(spec("t"), clock())
+    clock.advance(minutes=5)
+    runner = make_runner(store, registry, clock)
+    me = this_process(runner.host)  # a live process, but started before the run's owner
+    _claim_as(store, task.id, clock, replace(me, proc_start=me.proc_start + 1),
+              lease_until=clock() + timedelta(hours=1))
+    report = runner.run_scheduled()
+    assert len(report.interrupted) == 1 and [r.ok for r in report.results] == [True]
+
+
+def test_a_live_owner_on_this_host_keeps_its_run_whatever_its_lease(store, registry, clock):
+    task = store.add_task(spec("t", timeout=60), clock())
+    clock.advance(minutes=5)
+    runner = make_runner(store, registry, clock)
+    _claim_as(store, task.id, clock, this_process(runner.host),
+              lease_until=clock() - timedelta(seconds=1))
+    clock.advance(seconds=100)
+    assert runner.run_scheduled().interrupted == []
+    clock.advance(seconds=30)  # past its deadline (timeout 60 s) + grace: its parent hangs
+    assert len(runner.run_scheduled().interrupted) == 1
+
+
+@pytest.mark.parametrize("elsewhere", [{"host": "other-host"}, {"boot_id": "other-boot"},
+                                       {"pidns": "pid:[4026531999]"}])
+def test_elsewhere_an_expired_lease_means_interrupted(store, registry, clock, elsewhere):
+    """A pid from another host, boot or PID namespace means nothing here: the lease, on
+    the database's clock, decides; the tick that finds it expired retries the task."""
+    task = store.add_task(spec("t"), clock())
+    clock.advance(minutes=5)
+    db_clock = FakeClock(datetime(2026, 6, 1, tzinfo=UTC))  # the server's clock differs
+    runner = Runner(store, registry, node="node1", clock=clock, db_clock=db_clock)
+    owner = replace(this_process(runner.host), pid=2**22 + 7, **elsewhere)  # dead here
+    _claim_as(store, task.id, clock, owner, lease_until=db_clock() + timedelta(seconds=60))
+    clock.advance(hours=2)  # the node's clock means nothing for a lease
+    assert runner.run_scheduled().interrupted == [] and store.running_runs()
+    db_clock.advance(seconds=61)
+    report = runner.run_scheduled()
+    assert len(report.interrupted) == 1
+    assert [r.status for r in report.results] == ["success"]
+    assert "lease" in store.list_runs(task.id)[1].message
+
+
+def test_a_claim_records_its_owner_and_a_lease_on_the_database_clock(store, registry, clock):
+    task = store.add_task(spec("t"), clock())
+    db_clock = FakeClock(datetime(2026, 6, 1, tzinfo=UTC))
+    runner = Runner(store, registry, node="node1", clock=clock, db_clock=db_clock,
+                    lease_seconds=30)
+    claim = runner.claim_manual(task.id)
+    (run,) = store.running_runs()
+    me = this_process(runner.host)
+    assert (run.id, run.host, run.pid, run.boot_id, run.pidns, run.proc_start) == \
+        (claim.run_id, me.host, me.pid, me.boot_id, me.pidns, str(me.proc_start))
+    assert run.lease_until == db_clock() + timedelta(seconds=30)
+    assert run.deadline == db_clock() + timedelta(seconds=3600)
+    db_clock.advance(seconds=10)
+    assert store.renew_run(claim.run_id, db_clock() + timedelta(seconds=30), pgid=4242)
+    (run,) = store.running_runs()
+    assert (run.lease_until, run.pgid) == (db_clock() + timedelta(seconds=30), 4242)
+    assert store.finish_run(claim.run_id, "success", clock(), 0.1)
+    assert not store.renew_run(claim.run_id, db_clock() + timedelta(seconds=30))
+
+
+def test_manual_runs_on_a_node_not_assigned_record_its_last_run(store, registry, clock):
+    """Rule 7: shown in last_runs, schedules nothing, removed by the next edit (rule 5)."""
+    task = store.add_task(spec("t", nodes=["a"]), clock())
+    runner = make_runner(store, registry, clock, node="a")
+    clock.advance(minutes=1)
+    assert runner.run_manually(task.id, node="z").ok
+    shown = store.get_task(task.id)
+    assert shown.nodes == ("a",) and set(shown.next_runs) == {"a"}
+    assert shown.last_runs == {"z": clock()} and shown.last_status == {"z": "success"}
+    assert shown.last_attempts == {"z": clock()}
+    clock.advance(hours=1)
+    assert make_runner(store, registry, clock, node="z").run_scheduled().results == []
+    assert [t.id for t in store.list_tasks("z")] == []
+    edited = store.update_task(task.id, spec("t", "*/10 * * * *", nodes=["a"]), clock())
+    assert edited.last_runs == {} and edited.last_status == {}
+
+
+def test_last_attempts_shows_when_a_retried_task_last_tried(store, registry, clock):
+    task = store.add_task(spec("t", module="fail"), clock())
+    runner = make_runner(store, registry, clock)
+    clock.advance(minutes=5)
+    runner.run_scheduled()
+    clock.advance(minutes=3)
+    runner.run_scheduled()
+    shown = store.get_task(task.id)
+    assert shown.last_attempts == {"node1": clock()}
+    assert shown.next_runs["node1"] < shown.last_attempts["node1"]  # being retried
+    assert shown.last_runs == {}
+    assert shown.to_json()["last_attempts"] == {"node1": "2026-01-01T00:08:00+00:00"}

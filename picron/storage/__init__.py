@@ -207,7 +207,8 @@ class Store(ABC):
                   pid: int, host: str, timeout: int, mark: TickMark | None = None,
                   boot_id: str | None = None, pidns: str | None = None,
                   proc_start: str | None = None, pgid: int | None = None,
-                  lease_until: datetime | None = None) -> Claim | None:
+                  lease_until: datetime | None = None,
+                  db_now: datetime | None = None) -> Claim | None:
         """Atomically start a run (insert its ``running`` row) or refuse.
 
         A scheduled claim succeeds only while the task is due on ``node`` (and, given the
@@ -215,8 +216,14 @@ class Store(ABC):
         otherwise or when the task is already running there; a manual claim raises
         ``NotFound`` or ``AlreadyRunning``. ``timeout`` is the default for a task without
         its own; the claim carries the effective one and the run's deadline follows it.
-        The optional owner identity and lease are stored for liveness checks.
+        The optional owner identity and lease are stored for liveness checks; the deadline
+        is ``db_now`` (the database's clock, default ``now``) plus the timeout.
         """
+
+    @abstractmethod
+    def renew_run(self, run_id: int, lease_until: datetime, pgid: int | None = None) -> bool:
+        """Extend a ``running`` run's lease (and record its task's process group); False when
+        the run is no longer running (another process recorded it): its owner must stop."""
 
     @abstractmethod
     def finish_run(self, run_id: int, status: str, end: datetime, duration: float,

@@ -31,6 +31,10 @@ _DEFINITION_COLUMNS = ("name", "active", "ordering", "interval", "timezone", "ta
                        "notify_email")
 _FLAGS = ("active", "retry_if_failed")
 
+# task_node.position of a node the task is not assigned to: the row only keeps what a manual
+# run there recorded (SPEC §2 rule 7: shown, never due; the next edit removes it, rule 5).
+UNASSIGNED = -1
+
 _RUN_SELECT = ("select run.*, coalesce(task.name, run.task_name) as name from run"
                " left join task on task.id = run.task_id")
 
@@ -96,7 +100,8 @@ class SqlStore(Store):
 
     def list_tasks_json(self, node: str | None = None) -> list[str]:
         where, params = ("", ()) if node is None else (
-            " where exists (select 1 from task_node where task_id = t.id and node = ?)", (node,))
+            " where exists (select 1 from task_node where task_id = t.id and node = ?"
+            f" and position != {UNASSIGNED})", (node,))
         return [row[0] for row in self._all(
             f"{self._task_json_sql()}{where} order by t.ordering, t.id", params)]
 
@@ -213,18 +218,19 @@ class SqlStore(Store):
         tasks = []
         for row in rows:
             node_rows = nodes.get(row["id"], [])
-            if node is not None and node not in {r["node"] for r in node_rows}:
+            assigned = [r for r in node_rows if r["position"] != UNASSIGNED]
+            if node is not None and node not in {r["node"] for r in assigned}:
                 continue
             tasks.append(Task(
                 id=row["id"], name=row["name"], active=bool(row["active"]),
                 ordering=row["ordering"], interval=row["interval"], timezone=row["timezone"],
-                nodes=tuple(r["node"] for r in node_rows), taskmodule=row["taskmodule"],
+                nodes=tuple(r["node"] for r in assigned), taskmodule=row["taskmodule"],
                 options=options.get(row["id"], {}),
                 retry_if_failed=bool(row["retry_if_failed"]), max_retries=row["max_retries"],
                 timeout=row["timeout"], last_update=from_db(row["last_update"]),
                 last_runs={r["node"]: from_db(r["last_run_at"])
                            for r in node_rows if r["last_run_at"]},
-                next_runs={r["node"]: from_db(r["next_run_at"]) for r in node_rows},
+                next_runs={r["node"]: from_db(r["next_run_at"]) for r in assigned},
                 last_status={r["node"]: r["last_status"] for r in node_rows if r["last_status"]},
                 failure_streak={r["node"]: r["failure_streak"] for r in node_rows},
                 notify_url=row["notify_url"], notify_email=row["notify_email"],
@@ -239,8 +245,8 @@ class SqlStore(Store):
         with self.transaction():
             row = self._one(
                 "select task.interval, task.timezone, task.active from task join task_node"
-                " on task_node.task_id = task.id and task_node.node = ? where task.id = ?",
-                (node, task_id))
+                " on task_node.task_id = task.id and task_node.node = ?"
+                f" and task_node.position != {UNASSIGNED} where task.id = ?", (node, task_id))
             if row is None:
                 raise NotFound(f"task {task_id} is not assigned to node {node}", field="node")
             next_run = to_db(next_fire(row[0], at, get_zone(row[1], self.default_zone)))
@@ -265,14 +271,16 @@ class SqlStore(Store):
         rows = self._all(
             "select task.name, task_node.last_run_at from task_node"
             " join task on task.id = task_node.task_id"
-            " where task_node.node = ? and task_node.last_run_at > ?", (node, to_db(now)))
+            " where task_node.node = ? and task_node.last_run_at > ?"
+            f" and task_node.position != {UNASSIGNED}", (node, to_db(now)))
         return [(row[0], from_db(row[1])) for row in rows]
 
     def claim_run(self, task_id: int, node: str, trigger: str, now: datetime, *,
                   pid: int, host: str, timeout: int, mark: TickMark | None = None,
                   boot_id: str | None = None, pidns: str | None = None,
                   proc_start: str | None = None, pgid: int | None = None,
-                  lease_until: datetime | None = None) -> Claim | None:
+                  lease_until: datetime | None = None,
+                  db_now: datetime | None = None) -> Claim | None:
         scheduled = trigger == "scheduled"
         try:
             with self.transaction():
@@ -295,8 +303,9 @@ class SqlStore(Store):
                     " select id, name, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ? from task"
                     " where id = ? returning id",
                     (node, trigger, to_db(now), pid, host,
-                     to_db(now + timedelta(seconds=effective)), boot_id, pidns, proc_start,
-                     pgid, to_db(lease_until) if lease_until else None, task_id))[0]
+                     to_db((db_now or now) + timedelta(seconds=effective)), boot_id, pidns,
+                     proc_start, pgid, to_db(lease_until) if lease_until else None,
+                     task_id))[0]
         except UniqueViolation:
             if scheduled:
                 return None  # another process is running it there
@@ -327,6 +336,14 @@ class SqlStore(Store):
                         " and task_node.node = ? where task.id = ?", (node, task_id))
         return None if row is None else (row[0], row[1] or 0)
 
+    def renew_run(self, run_id: int, lease_until: datetime, pgid: int | None = None) -> bool:
+        with self.transaction():
+            if pgid is None:
+                return self._exec("update run set lease_until = ? where id = ?"
+                                  " and status = 'running'", (to_db(lease_until), run_id)) == 1
+            return self._exec("update run set lease_until = ?, pgid = ? where id = ?"
+                              " and status = 'running'", (to_db(lease_until), pgid, run_id)) == 1
+
     def _apply_result(self, task_id: int | None, node: str, start_at: str,
                       status: str) -> None:
         """SPEC §2 rule 4: a success, or a failure that counts, becomes the node's last run
@@ -334,17 +351,22 @@ class SqlStore(Store):
         stays due (an overlapping tick is kept from retrying it by its ``TickMark``)."""
         row = self._one(
             "select task.interval, task.timezone, task.active, task.retry_if_failed,"
-            " task.max_retries, task_node.last_run_at, task_node.next_run_at,"
-            " task_node.failure_streak, task_node.failed_attempts from task"
-            " join task_node on task_node.task_id = task.id and task_node.node = ?"
-            " where task.id = ?", (node, task_id))
+            " task.max_retries, task_node.position, task_node.last_run_at,"
+            " task_node.next_run_at, task_node.failure_streak, task_node.failed_attempts"
+            " from task left join task_node on task_node.task_id = task.id"
+            " and task_node.node = ? where task.id = ?", (node, task_id))
         if row is None:
-            return  # deleted meanwhile, or a manual run on a node the task is not on
+            return  # deleted meanwhile
         failed = status != "success"
-        attempts = row["failed_attempts"] + 1 if failed else 0
+        attempts = (row["failed_attempts"] or 0) + 1 if failed else 0
         counts = (not failed or not row["retry_if_failed"]
                   or (row["max_retries"] is not None and attempts > row["max_retries"]))
         last_run_at, next_run_at = row["last_run_at"], row["next_run_at"]
+        if row["position"] is None or row["position"] == UNASSIGNED:
+            self._record_unassigned(task_id, node, start_at if counts else last_run_at,
+                                    status, (row["failure_streak"] or 0) + 1 if failed else 0,
+                                    0 if counts else attempts, start_at)
+            return
         if counts:
             attempts, last_run_at = 0, start_at
             zone = get_zone(row["timezone"], self.default_zone)
@@ -355,6 +377,20 @@ class SqlStore(Store):
             " where task_id = ? and node = ?",
             (last_run_at, next_run_at, next_run_at if row["active"] else None, status,
              row["failure_streak"] + 1 if failed else 0, attempts, start_at, task_id, node))
+
+    def _record_unassigned(self, task_id: int, node: str, last_run_at: str | None,
+                           status: str, streak: int, attempts: int, start_at: str) -> None:
+        """Rule 7: a manual run on a node the task is not assigned to keeps its result in a
+        row that is never due (``next_run_at`` holds the run's start only to be non-null)."""
+        self._exec(
+            "insert into task_node (task_id, node, position, last_run_at, next_run_at, due_at,"
+            " last_status, failure_streak, failed_attempts, last_attempt_at)"
+            f" values (?, ?, {UNASSIGNED}, ?, ?, null, ?, ?, ?, ?) on conflict (task_id, node)"
+            " do update set last_run_at = excluded.last_run_at, last_status ="
+            " excluded.last_status, failure_streak = excluded.failure_streak,"
+            " failed_attempts = excluded.failed_attempts,"
+            " last_attempt_at = excluded.last_attempt_at",
+            (task_id, node, last_run_at, start_at, status, streak, attempts, start_at))
 
     def running_runs(self) -> list[RunningRun]:
         rows = self._all(

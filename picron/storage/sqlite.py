@@ -116,7 +116,7 @@ _TASK_JSON = (
     f"select json_object('id', t.id, 'name', t.name, 'active', {_flag('t.active')},"
     " 'ordering', t.ordering, 'interval', t.interval, 'timezone', t.timezone,"
     " 'nodes', (select json_group_array(node) from (select node from task_node"
-    " where task_id = t.id order by position)),"
+    " where task_id = t.id and position >= 0 order by position)),"
     " 'taskmodule', t.taskmodule,"
     " 'options', (select json_group_object(key, value) from (select key, value"
     " from task_option where task_id = t.id order by key)),"
@@ -125,7 +125,7 @@ _TASK_JSON = (
     " 'notify_url', t.notify_url, 'notify_email', t.notify_email,"
     " 'last_update', t.last_update,"
     f" 'last_runs', {_per_node('last_run_at', ' and last_run_at is not null')},"
-    f" 'next_runs', {_per_node('next_run_at')},"
+    f" 'next_runs', {_per_node('next_run_at', ' and position >= 0')},"
     f" 'last_status', {_per_node('last_status', ' and last_status is not null')},"
     f" 'last_attempts', {_per_node('last_attempt_at', ' and last_attempt_at is not null')},"
     f" 'failure_streak', {_per_node('failure_streak')}) from task t")
