@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the JSON API (SPEC §6), served at ``/api/openapi.json``.
 
-Built from the tables below, next to the routes of ``picron.api``: one entry per route
+Built from the tables below, next to the routes of ``picron.webapp.views.api``: one entry per route
 with its parameters, request body, success and error answers. ``tests/test_openapi.py``
 checks the document against the OpenAPI schema and against the router, both ways.
 """
@@ -10,8 +10,8 @@ import json
 
 from picron import __version__
 from picron.errors import PicronError
-from picron.sessions import SESSION_COOKIE
-from picron.webcore import Request, Response
+from picron.webapp.login import SESSION_COOKIE
+from picron.webapp.base import Request, Response
 
 _TIME = {"type": "string", "format": "date-time",
          "description": "ISO 8601 in UTC with an explicit offset"}
@@ -204,7 +204,7 @@ def _op(method: str, path: str, summary: str, status: int, schema: dict | None, 
 
 _LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the new resource"}}
 
-# (method, path template) -> operation; the router's patterns in picron.api must match.
+# (method, path template) -> operation; the router's patterns in picron.webapp.views.api must match.
 OPERATIONS = dict([
     _op("GET", "/api/tasks", "All tasks in run order", 200, _array("Task")),
     _op("POST", "/api/tasks", "Create a task", 201, _ref("Task"), body=_ref("TaskInput"),

@@ -10,12 +10,12 @@ from urllib.parse import parse_qs, quote, urlencode
 import pytest
 
 from picron.app import App
-from picron.auth import api_token
+from picron.webapp.passwords import api_token
 from picron.config import Config
-from picron.layout import layout
-from picron.sessions import CSRF_COOKIE, SESSION_COOKIE, new_token
-from picron.site import Site
-from picron.webcore import Raw, Request
+from picron.webapp.layout import layout
+from picron.webapp.login import CSRF_COOKIE, SESSION_COOKIE, new_token
+from picron.webapp.site import Site
+from picron.webapp.base import Raw, Request
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -159,7 +159,7 @@ def test_layout_has_logout_only_for_admin():
 
 
 def test_logged_in_admin_gets_logout_and_forms_with_the_session_token(web, db):
-    from picron.auth import set_password
+    from picron.webapp.passwords import set_password
 
     set_password(db, "correct horse")
     web = Client(web.site)  # a browser that has not logged in yet
@@ -418,7 +418,7 @@ def test_payloads_never_appear_unescaped(web, db, clock, payload):
 
 
 def test_chart_scale_and_thinning(clock):
-    from picron.charts import MAX_POINTS, line_chart, nice_scale
+    from picron.webapp.charts import MAX_POINTS, line_chart, nice_scale
 
     assert nice_scale(3, 7) == (3, 7, 1)
     assert nice_scale(0, 93) == (0, 100, 50)

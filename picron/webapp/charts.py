@@ -9,7 +9,7 @@ import math
 from datetime import datetime, tzinfo
 
 from picron.output import format_time
-from picron.webcore import Raw, render
+from picron.webapp.base import Raw, render
 
 WIDTH, HEIGHT = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 20, 16, 52

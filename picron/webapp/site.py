@@ -1,8 +1,8 @@
 """The web application without sockets: ``Site.handle(Request) -> Response``.
 
 It owns everything between the HTTP adapter (``picron.web``) and the handlers of
-``picron.api`` and ``picron.pages``: the routing table, the Host allowlist, who is
-logged in (with ``picron.sessions``), CSRF, body parsing, error answers and the security
+``picron.webapp.views.api`` and ``picron.webapp.views.tasks``: the routing table, the Host allowlist, who is
+logged in (with ``picron.webapp.login``), CSRF, body parsing, error answers and the security
 headers every response carries.
 
 Cross-site request forgery, decided per request that changes state (POST, PUT,
@@ -35,20 +35,20 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote_to_bytes, urlsplit
 
-from picron import api, pages
-from picron.auth import (ADMIN_USER, parse_basic, parse_bearer, password_hash, stored_token,
+from picron.webapp.views import api, tasks as pages
+from picron.webapp.passwords import (ADMIN_USER, parse_basic, parse_bearer, password_hash, stored_token,
                          token_matches)
-from picron.background import BackgroundRuns
+from picron.webapp.background import BackgroundRuns
 from picron.errors import (Forbidden, MethodNotAllowed, NotFound, PicronError, Unauthorized,
                            UnsupportedMediaType, ValidationError)
-from picron.sessions import (CSRF_COOKIE, FAILED_LOGIN_DELAY, TOKEN_USER, Logins, cookie,
+from picron.webapp.login import (CSRF_COOKIE, FAILED_LOGIN_DELAY, TOKEN_USER, Logins, cookie,
                              is_token, new_token, parse_cookies)
-from picron.webcore import Request, Response, html_response, json_response, redirect, render
+from picron.webapp.base import Request, Response, html_response, json_response, redirect, render
 
 logger = logging.getLogger(__name__)
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent.parent / "static"
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon",
                 ".txt": "text/plain; charset=utf-8"}
@@ -77,7 +77,7 @@ class RequestApp:
     """The ``App`` as one request sees it: shared config, registry and clock; its own store.
 
     The store (one SQLite connection) is opened on first use and closed by ``close``;
-    ``background`` executes manual runs (``picron.background``).
+    ``background`` executes manual runs (``picron.webapp.background``).
     """
 
     def __init__(self, app, background: BackgroundRuns) -> None:

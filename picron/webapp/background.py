@@ -55,7 +55,7 @@ class BackgroundRuns:
 def start_manual_run(app, task_id: int, node: str | None = None) -> Run:
     """Claim a manual run of a task and execute it in the background; returns its record.
 
-    ``app`` is a request's view (``picron.site.RequestApp``); its ``background`` runs the
+    ``app`` is a request's view (``picron.webapp.site.RequestApp``); its ``background`` runs the
     claim.
     Raises ``NotFound`` or ``AlreadyRunning`` (SPEC §2 rule 6) before anything starts.
     """

@@ -11,7 +11,7 @@ from picron.describe import describe_interval
 from picron.output import format_time
 from picron.records import Task
 from picron.schedule import get_zone, to_db
-from picron.webcore import Raw, Request, Response, html_response, render
+from picron.webapp.base import Raw, Request, Response, html_response, render
 
 TASKS_PER_PAGE = 100  # on the task list: 1,000 rows are hard to read and slow to build
 

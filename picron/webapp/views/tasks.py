@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from picron import taskform
-from picron.api import actor
-from picron.charts import line_chart
+from picron.webapp.views import task_form as taskform
+from picron.webapp.views.api import actor
+from picron.webapp.charts import line_chart
 from picron.errors import NotFound, ValidationError
-from picron.layout import (TASKS_PER_PAGE, csrf_field, error_page, layout, page, reading,
+from picron.webapp.layout import (TASKS_PER_PAGE, csrf_field, error_page, layout, page, reading,
                            status_badge, task_anchor, task_zone, time_tag)
 from picron.records import Task
-from picron.webcore import Raw, Request, Response, redirect, render
+from picron.webapp.base import Raw, Request, Response, redirect, render
 
 __all__ = ["ROUTES", "layout", "error_page"]
 HISTORY_LIMIT = 100
@@ -135,7 +135,7 @@ def disable_task(app, req: Request, task_id: str) -> Response:
 def run_task(app, req: Request, task_id: str) -> Response:
     """Run now on this node: claimed here (a refusal is answered at once), run in the
     background; the browser goes to the task's history, which reloads until it ends."""
-    from picron.background import start_manual_run
+    from picron.webapp.background import start_manual_run
 
     task = _task(app, task_id)
     start_manual_run(app, task.id)

@@ -12,13 +12,13 @@ import re
 from functools import lru_cache
 from zoneinfo import available_timezones
 
-from picron.api import actor
+from picron.webapp.views.api import actor
 from picron.errors import PicronError, ValidationError
-from picron.layout import csrf_field, page, reading, task_anchor, task_zone, time_tag
+from picron.webapp.layout import csrf_field, page, reading, task_anchor, task_zone, time_tag
 from picron.records import Task
 from picron.schedule import upcoming, validate_interval
 from picron.tasks import mask_options, module_or_none
-from picron.webcore import Raw, Request, Response, escape, redirect, render
+from picron.webapp.base import Raw, Request, Response, escape, redirect, render
 
 PREVIEW_COUNT = 5
 TEXT_FIELDS = ("name", "interval", "timezone", "nodes", "taskmodule", "ordering",

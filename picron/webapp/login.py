@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from typing import Callable
 from urllib.parse import quote, urlsplit
 
-from picron.auth import (ADMIN_USER, PasswordChecker, password_hash, stored_token,
+from picron.webapp.passwords import (ADMIN_USER, PasswordChecker, password_hash, stored_token,
                           token_matches)
 from picron.errors import TooManyRequests, Unauthorized
-from picron.webcore import Raw, Request, Response, html_response, redirect, render
+from picron.webapp.base import Raw, Request, Response, html_response, redirect, render
 
 SESSION_COOKIE = "picron_session"
 CSRF_COOKIE = "picron_csrf"
@@ -223,7 +223,7 @@ TOKEN_USER = "token"  # who a request authenticated by the API token acts as (au
 
 
 class Logins:
-    """Checks passwords and tokens, runs the login page and logout; ``picron.site`` routes here.
+    """Checks passwords and tokens, runs the login page and logout; ``picron.webapp.site`` routes here.
 
     ``failed_login_delay`` (seconds) slows every failed login, form, token or HTTP Basic
     alike, once more for each recent failure of the same address.
@@ -277,7 +277,7 @@ class Logins:
 
         When logged in already it goes where ``next`` points.
         """
-        from picron.layout import layout
+        from picron.webapp.layout import layout
 
         target = safe_next(req.arg("next") or req.field("next"))
         presented = req.arg("token")

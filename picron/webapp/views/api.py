@@ -1,8 +1,8 @@
 """The JSON API of SPEC §6: handlers ``(app, req, **params) -> Response`` and their ``ROUTES``.
 
-``app`` is the per-request view built by ``picron.site`` (its ``store`` is this request's
+``app`` is the per-request view built by ``picron.webapp.site`` (its ``store`` is this request's
 own connection). Handlers validate everything before they change anything, so a
-refused request changes nothing; errors are ``PicronError``s that ``picron.site`` turns
+refused request changes nothing; errors are ``PicronError``s that ``picron.webapp.site`` turns
 into the SPEC §6 error body.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from picron import openapi
 from picron.config import check_node
 from picron.errors import NotFound, UnsupportedMediaType, ValidationError
 from picron.tasks import masked_json_texts, task_json
-from picron.webcore import Request, Response, json_response
+from picron.webapp.base import Request, Response, json_response
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger path id cannot exist
 MAX_LIMIT = 1000
@@ -116,7 +116,7 @@ def _set_active(app, req: Request, task_id: str, active: bool) -> Response:
 
 def run_task(app, req: Request, task_id: str) -> Response:
     """POST run: claim now (409 if already running there), execute in the background."""
-    from picron.background import start_manual_run
+    from picron.webapp.background import start_manual_run
 
     node = json_body(req, required=False).get("node")
     run = start_manual_run(app, path_id(task_id), None if node is None else check_node(node))
@@ -199,7 +199,7 @@ def get_health(app, req: Request) -> Response:
 
 
 def get_metrics(app, req: Request) -> Response:
-    from picron.metrics import render_metrics
+    from picron.webapp.metrics import render_metrics
 
     text = render_metrics(app.store, app.clock())
     return Response(body=text.encode("utf-8"),
