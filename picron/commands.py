@@ -300,7 +300,7 @@ def cmd_serve(args, app) -> int:
 
 
 def cmd_passwd(args, app) -> int:
-    from picron.webapp.passwords import read_new_password, remove_password, set_password
+    from picron.webapp.login import read_new_password, remove_password, set_password
 
     if args.remove:
         removed = remove_password(app.store)
@@ -313,7 +313,7 @@ def cmd_passwd(args, app) -> int:
 
 
 def cmd_token(args, app) -> int:
-    from picron.webapp.passwords import api_token
+    from picron.webapp.login import api_token
 
     print(api_token(app.store, new=args.new))
     return EXIT_OK

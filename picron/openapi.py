@@ -307,7 +307,7 @@ def _error_classes():
         stack.extend(cls.__subclasses__())
 
 
-def get_document(app, req: Request) -> Response:
+def get_document(ctx, req: Request) -> Response:
     """``GET /api/openapi.json``."""
     return Response(body=json.dumps(build_document(), ensure_ascii=False).encode("utf-8"),
                     content_type="application/json")

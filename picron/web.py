@@ -23,7 +23,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from picron.webapp.passwords import api_token, password_hash
+from picron.webapp.login import api_token, password_hash
 from picron.errors import (ConfigError, LengthRequired, PayloadTooLarge, PicronError,
                            ValidationError)
 from picron.webapp.site import SECURITY_HEADERS, Site, is_api, parse_target, printable

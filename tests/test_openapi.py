@@ -9,7 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from picron.webapp.passwords import set_password
+from picron.webapp.login import set_password
 from picron.errors import MethodNotAllowed, NotFound
 from picron.openapi import build_document
 from picron.webapp.base import Request

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, quote, urlencode
 import pytest
 
 from picron.app import App
-from picron.webapp.passwords import api_token
+from picron.webapp.login import api_token
 from picron.config import Config
 from picron.webapp.layout import layout
 from picron.webapp.login import CSRF_COOKIE, SESSION_COOKIE, new_token
@@ -159,7 +159,7 @@ def test_layout_has_logout_only_for_admin():
 
 
 def test_logged_in_admin_gets_logout_and_forms_with_the_session_token(web, db):
-    from picron.webapp.passwords import set_password
+    from picron.webapp.login import set_password
 
     set_password(db, "correct horse")
     web = Client(web.site)  # a browser that has not logged in yet

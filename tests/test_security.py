@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from picron.webapp import passwords as auth
-from picron.webapp.passwords import PasswordChecker, hash_password, set_password
+from picron.webapp import login as auth
+from picron.webapp.login import PasswordChecker, hash_password, set_password
 from picron.webapp.login import safe_next
 from picron.webapp.site import SECURITY_HEADERS, Site
 from tests.webclient import (TASK, body, call, cookie_value, set_cookies, snapshot, token_login,
@@ -436,7 +436,7 @@ def test_traversal_finds_nothing(site, target):
 
 
 def test_static_files_are_served_by_exact_name(site):
-    from picron.webapp.site import STATIC_DIR
+    from picron.webapp.views.static import STATIC_DIR
 
     names = sorted(path.name for path in STATIC_DIR.iterdir() if path.is_file())
     assert names, "picron/static is empty"

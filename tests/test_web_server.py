@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from picron.webapp.passwords import TOKEN_SETTING
+from picron.webapp.login import TOKEN_SETTING
 from picron.cli import main
 from picron.errors import ValidationError
 from picron.webapp.site import Site

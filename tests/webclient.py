@@ -5,7 +5,7 @@ import json
 import sqlite3
 from urllib.parse import urlencode
 
-from picron.webapp.passwords import api_token
+from picron.webapp.login import api_token
 from picron.webapp.site import parse_target
 from picron.webapp.base import Request, Response
 

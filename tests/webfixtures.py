@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from picron.app import App
-from picron.webapp.passwords import api_token
+from picron.webapp.login import api_token
 from picron.config import Config
 from picron.webapp.site import Site
 

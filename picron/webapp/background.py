@@ -52,14 +52,14 @@ class BackgroundRuns:
                 self._threads.discard(threading.current_thread())
 
 
-def start_manual_run(app, task_id: int, node: str | None = None) -> Run:
+def start_manual_run(ctx, task_id: int, node: str | None = None) -> Run:
     """Claim a manual run of a task and execute it in the background; returns its record.
 
-    ``app`` is a request's view (``picron.webapp.site.RequestApp``); its ``background`` runs the
-    claim.
+    ``ctx`` is the request's ``picron.webapp.context.Context``; its ``background`` runs
+    the claim.
     Raises ``NotFound`` or ``AlreadyRunning`` (SPEC §2 rule 6) before anything starts.
     """
-    app.store.get_task(task_id)  # NotFound before anything is written
-    claim = app.runner().claim_manual(task_id, node)
-    app.background.start(claim)
-    return app.store.get_run(claim.run_id)
+    ctx.store.get_task(task_id)  # NotFound before anything is written
+    claim = ctx.runner().claim_manual(task_id, node)
+    ctx.background.start(claim)
+    return ctx.store.get_run(claim.run_id)

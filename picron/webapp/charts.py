@@ -1,7 +1,7 @@
 """Line charts of monitoring stats as inline SVG, drawn on the server (no chart library).
 
 The SVG scales with the page through its ``viewBox``; every label goes through
-``webcore.render``, so a stats key or value can never inject markup.
+``base.render``, so a stats key or value can never inject markup.
 """
 from __future__ import annotations
 

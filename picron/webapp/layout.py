@@ -1,17 +1,22 @@
 """The page skeleton and the small fragments every page shares (times, badges, readings).
 
-``layout`` wraps a page body in the header and navigation and, given the app, the
+``layout`` wraps a page body in the header and navigation and, given the context, the
 dead-runner banner; ``error_page`` is the HTML answer to any refused page request.
 """
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
 
 from picron.describe import describe_interval
 from picron.output import format_time
 from picron.records import Task
 from picron.schedule import get_zone, to_db
+from picron.health import check_ticks
 from picron.webapp.base import Raw, Request, Response, html_response, render
+
+if TYPE_CHECKING:  # annotations only: the context imports the login page, which uses this
+    from picron.webapp.context import Context
 
 TASKS_PER_PAGE = 100  # on the task list: 1,000 rows are hard to read and slow to build
 
@@ -41,8 +46,8 @@ $body
 """
 
 
-def layout(req: Request, title: str, body: Raw, app=None) -> Raw:
-    """The page skeleton: header, navigation, and (given ``app``) the dead-runner banner."""
+def layout(req: Request, title: str, body: Raw, ctx=None) -> Raw:
+    """The page skeleton: header, navigation, and (given ``ctx``) the dead-runner banner."""
     section = "/" + req.path.strip("/").split("/")[0]
     section = "/" if section == "/tasks" else section
     nav = Raw("".join(
@@ -53,13 +58,11 @@ def layout(req: Request, title: str, body: Raw, app=None) -> Raw:
                     '<button class="link">Log out</button></form>', csrf=csrf_field(req)) \
         if req.user is not None else Raw("")
     return render(_PAGE, title=title, nav=nav, logout=logout, body=body,
-                  banner=_banner(app) if app is not None else Raw(""))
+                  banner=_banner(ctx) if ctx is not None else Raw(""))
 
 
-def _banner(app) -> Raw:
-    from picron.health import check_ticks
-
-    ok, message = check_ticks(app.store, app.config.node, app.clock())
+def _banner(ctx) -> Raw:
+    ok, message = check_ticks(ctx.store, ctx.config.node, ctx.clock())
     if ok:
         return Raw("")
     return render('<p class="banner" role="alert"><strong>Tasks are not running.</strong> '
@@ -85,13 +88,13 @@ def csrf_field(req: Request) -> Raw:
                   token=req.csrf_token)
 
 
-def page(app, req: Request, title: str, body: Raw, status: int = 200) -> Response:
-    return html_response(layout(req, title, body, app), status)
+def page(ctx: Context, req: Request, title: str, body: Raw, status: int = 200) -> Response:
+    return html_response(layout(req, title, body, ctx), status)
 
 
-def task_zone(app, task: Task | None = None, name: str | None = None) -> tzinfo:
+def task_zone(ctx, task: Task | None = None, name: str | None = None) -> tzinfo:
     """The zone a task's times are shown in: its own, else the server's."""
-    return get_zone(task.timezone if task else name, app.zone)
+    return get_zone(task.timezone if task else name, ctx.zone)
 
 
 def time_tag(instant: datetime | None, zone: tzinfo) -> Raw:
@@ -115,7 +118,7 @@ def status_badge(status: str | None) -> Raw:
     return render('<span class="badge $status">$status</span>', status=status)
 
 
-def task_anchor(app, task: Task) -> str:
+def task_anchor(ctx, task: Task) -> str:
     """The address of ``task``'s row on the task list (on the page that shows it)."""
-    number = app.store.task_position(task) // TASKS_PER_PAGE + 1
+    number = ctx.store.task_position(task) // TASKS_PER_PAGE + 1
     return f"/?page={number}#task-{task.id}" if number > 1 else f"/#task-{task.id}"

@@ -1,19 +1,25 @@
-"""The JSON API of SPEC §6: handlers ``(app, req, **params) -> Response`` and their ``ROUTES``.
+"""The JSON API of SPEC §6: handlers ``(ctx, req, **params) -> Response``.
 
-``app`` is the per-request view built by ``picron.webapp.site`` (its ``store`` is this request's
-own connection). Handlers validate everything before they change anything, so a
-refused request changes nothing; errors are ``PicronError``s that ``picron.webapp.site`` turns
-into the SPEC §6 error body.
+``ctx`` is the request's ``Context`` (its ``store`` is this request's own connection).
+Handlers validate everything before they change anything, so a refused request changes
+nothing; errors are ``PicronError``s that ``picron.webapp.site`` turns into the SPEC §6
+error body.
 """
 from __future__ import annotations
 
 import re
 
-from picron import openapi
 from picron.config import check_node
+from picron.counters import change_counter
+from picron.describe import describe_interval
 from picron.errors import NotFound, UnsupportedMediaType, ValidationError
+from picron.health import check_ticks
+from picron.schedule import get_zone, parse_instant, to_db, upcoming, validate_interval
 from picron.tasks import masked_json_texts, task_json
+from picron.webapp.background import start_manual_run
+from picron.webapp.context import Context
 from picron.webapp.base import Request, Response, json_response
+from picron.webapp.metrics import render_metrics
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger path id cannot exist
 MAX_LIMIT = 1000
@@ -64,69 +70,67 @@ def _int_arg(req: Request, name: str, default: int, low: int, high: int) -> int:
 # -- tasks ---------------------------------------------------------------------------
 
 
-def list_tasks(app, req: Request) -> Response:
-    texts = masked_json_texts(app.store.list_tasks_json(), app.registry)  # built by SQLite
+def list_tasks(ctx: Context, req: Request) -> Response:
+    texts = masked_json_texts(ctx.store.list_tasks_json(), ctx.registry)  # built by SQLite
     return Response(body=f"[{','.join(texts)}]".encode(), content_type="application/json")
 
 
-def create_task(app, req: Request) -> Response:
-    spec = app.parse_task(json_body(req))
-    task = app.store.add_task(spec, app.clock(), actor=actor(req))
-    return json_response(task_json(task, app.registry), 201,
+def create_task(ctx: Context, req: Request) -> Response:
+    spec = ctx.parse_task(json_body(req))
+    task = ctx.store.add_task(spec, ctx.clock(), actor=actor(req))
+    return json_response(task_json(task, ctx.registry), 201,
                          {"Location": f"/api/tasks/{task.id}"})
 
 
-def get_task(app, req: Request, task_id: str) -> Response:
-    return json_response(task_json(app.store.get_task(path_id(task_id)), app.registry))
+def get_task(ctx: Context, req: Request, task_id: str) -> Response:
+    return json_response(task_json(ctx.store.get_task(path_id(task_id)), ctx.registry))
 
 
-def replace_task(app, req: Request, task_id: str) -> Response:
+def replace_task(ctx: Context, req: Request, task_id: str) -> Response:
     """PUT: a full definition; omitted optional fields take their defaults."""
-    task = app.store.get_task(path_id(task_id))
-    spec = app.parse_task(json_body(req), current=task.spec)
-    return json_response(task_json(app.store.update_task(task.id, spec, app.clock(),
-                                                         actor=actor(req)), app.registry))
+    task = ctx.store.get_task(path_id(task_id))
+    spec = ctx.parse_task(json_body(req), current=task.spec)
+    return json_response(task_json(ctx.store.update_task(task.id, spec, ctx.clock(),
+                                                         actor=actor(req)), ctx.registry))
 
 
-def patch_task(app, req: Request, task_id: str) -> Response:
+def patch_task(ctx: Context, req: Request, task_id: str) -> Response:
     """PATCH: only the given fields change."""
-    task = app.store.get_task(path_id(task_id))
-    spec = app.parse_task(json_body(req), base=task.spec)
-    return json_response(task_json(app.store.update_task(task.id, spec, app.clock(),
-                                                         actor=actor(req)), app.registry))
+    task = ctx.store.get_task(path_id(task_id))
+    spec = ctx.parse_task(json_body(req), base=task.spec)
+    return json_response(task_json(ctx.store.update_task(task.id, spec, ctx.clock(),
+                                                         actor=actor(req)), ctx.registry))
 
 
-def delete_task(app, req: Request, task_id: str) -> Response:
-    app.store.delete_task(path_id(task_id), app.clock(), actor=actor(req))
+def delete_task(ctx: Context, req: Request, task_id: str) -> Response:
+    ctx.store.delete_task(path_id(task_id), ctx.clock(), actor=actor(req))
     return json_response(None, 204)
 
 
-def enable_task(app, req: Request, task_id: str) -> Response:
-    return _set_active(app, req, task_id, True)
+def enable_task(ctx: Context, req: Request, task_id: str) -> Response:
+    return _set_active(ctx, req, task_id, True)
 
 
-def disable_task(app, req: Request, task_id: str) -> Response:
-    return _set_active(app, req, task_id, False)
+def disable_task(ctx: Context, req: Request, task_id: str) -> Response:
+    return _set_active(ctx, req, task_id, False)
 
 
-def _set_active(app, req: Request, task_id: str, active: bool) -> Response:
-    task = app.store.set_active(path_id(task_id), active, app.clock(), actor=actor(req))
-    return json_response(task_json(task, app.registry))
+def _set_active(ctx: Context, req: Request, task_id: str, active: bool) -> Response:
+    task = ctx.store.set_active(path_id(task_id), active, ctx.clock(), actor=actor(req))
+    return json_response(task_json(task, ctx.registry))
 
 
-def run_task(app, req: Request, task_id: str) -> Response:
+def run_task(ctx: Context, req: Request, task_id: str) -> Response:
     """POST run: claim now (409 if already running there), execute in the background."""
-    from picron.webapp.background import start_manual_run
-
     node = json_body(req, required=False).get("node")
-    run = start_manual_run(app, path_id(task_id), None if node is None else check_node(node))
+    run = start_manual_run(ctx, path_id(task_id), None if node is None else check_node(node))
     return json_response(run.to_json(), 202, {"Location": f"/api/runs/{run.id}"})
 
 
 # -- runs, modules, nodes ------------------------------------------------------------
 
 
-def list_runs(app, req: Request) -> Response:
+def list_runs(ctx: Context, req: Request) -> Response:
     task = req.arg("task")
     task_id = None
     if task not in (None, ""):
@@ -134,122 +138,83 @@ def list_runs(app, req: Request) -> Response:
             raise ValidationError("task: must be a task id", field="task")
         task_id = int(task)
     limit = _int_arg(req, "limit", 50, 1, MAX_LIMIT)
-    return json_response([run.to_json() for run in app.store.list_runs(task_id, limit)])
+    return json_response([run.to_json() for run in ctx.store.list_runs(task_id, limit)])
 
 
-def get_run(app, req: Request, run_id: str) -> Response:
-    return json_response(app.store.get_run(path_id(run_id, "run")).to_json())
+def get_run(ctx: Context, req: Request, run_id: str) -> Response:
+    return json_response(ctx.store.get_run(path_id(run_id, "run")).to_json())
 
 
-def list_modules(app, req: Request) -> Response:
-    return json_response([module.to_json() for module in app.registry])
+def list_modules(ctx: Context, req: Request) -> Response:
+    return json_response([module.to_json() for module in ctx.registry])
 
 
-def get_nodes(app, req: Request) -> Response:
-    return json_response({"local": app.config.node, "known": list(app.config.known_nodes)})
+def get_nodes(ctx: Context, req: Request) -> Response:
+    return json_response({"local": ctx.config.node, "known": list(ctx.config.known_nodes)})
 
 
 # -- counters and stats ---------------------------------------------------------------
 
 
-def list_counters(app, req: Request) -> Response:
+def list_counters(ctx: Context, req: Request) -> Response:
     return json_response([{"name": name, "value": value}
-                          for name, value in app.store.list_counters().items()])
+                          for name, value in ctx.store.list_counters().items()])
 
 
-def increment_counter(app, req: Request, name: str) -> Response:
+def increment_counter(ctx: Context, req: Request, name: str) -> Response:
     """Add ``by`` (default 1, may be negative) to a counter, creating it at 0."""
-    from picron.counters import change_counter
-
     by = json_body(req, required=False).get("by", 1)
     if isinstance(by, bool) or not isinstance(by, int) or abs(by) > MAX_COUNTER_STEP:
         raise ValidationError(f"by: must be a whole number from -{MAX_COUNTER_STEP} to "
                               f"{MAX_COUNTER_STEP}", field="by")
-    return json_response({"name": name, "value": change_counter(app.store, name, by)})
+    return json_response({"name": name, "value": change_counter(ctx.store, name, by)})
 
 
-def list_stat_keys(app, req: Request) -> Response:
-    return json_response(app.store.stat_keys())
+def list_stat_keys(ctx: Context, req: Request) -> Response:
+    return json_response(ctx.store.stat_keys())
 
 
-def get_stats(app, req: Request, key: str) -> Response:
-    from picron.schedule import parse_instant, to_db
-
-    if key not in app.store.stat_keys():
+def get_stats(ctx: Context, req: Request, key: str) -> Response:
+    if key not in ctx.store.stat_keys():
         raise NotFound(f"no stats under key {key[:64]!r}", field="key")
-    start, end = (parse_instant(req.arg(name), app.zone, name) if req.arg(name) else None
+    start, end = (parse_instant(req.arg(name), ctx.zone, name) if req.arg(name) else None
                   for name in ("start", "end"))
     return json_response([[to_db(at), value]
-                          for at, value in app.store.get_stats(key, start, end)])
+                          for at, value in ctx.store.get_stats(key, start, end)])
 
 
 # -- health, metrics, preview ------------------------------------------------------------
 
 
-def get_health(app, req: Request) -> Response:
+def get_health(ctx: Context, req: Request) -> Response:
     """200 while this node's cron calls ``run_scheduled``, else 503 (as ``picron check``)."""
-    from picron.health import check_ticks
-    from picron.schedule import to_db
-
-    node = app.config.node
-    ok, message = check_ticks(app.store, node, app.clock())
-    last = app.store.last_tick(node)
+    node = ctx.config.node
+    ok, message = check_ticks(ctx.store, node, ctx.clock())
+    last = ctx.store.last_tick(node)
     return json_response({"ok": ok, "node": node, "last_tick": to_db(last) if last else None,
                           "message": message}, 200 if ok else 503)
 
 
-def get_metrics(app, req: Request) -> Response:
-    from picron.webapp.metrics import render_metrics
-
-    text = render_metrics(app.store, app.clock())
+def get_metrics(ctx: Context, req: Request) -> Response:
+    text = render_metrics(ctx.store, ctx.clock())
     return Response(body=text.encode("utf-8"),
                     content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def preview(app, req: Request) -> Response:
+def preview(ctx: Context, req: Request) -> Response:
     """The next due times of an interval being typed (the form's live preview).
 
     Answers ``{"interval", "timezone", "description" (plain words), "next": [UTC times],
     "local": [times in the zone, with their offsets]}``; 400 naming ``interval`` or
     ``timezone`` when invalid.
     """
-    from picron.describe import describe_interval
-    from picron.schedule import get_zone, to_db, upcoming, validate_interval
-
     interval = validate_interval(req.arg("interval", ""))
     zone_name = req.arg("timezone") or None
     if zone_name is not None and len(zone_name) > 64:
         raise ValidationError("timezone: not a time zone", field="timezone")
-    zone = get_zone(zone_name, app.zone)
-    times = upcoming(interval, app.clock(), zone, _int_arg(req, "count", 5, 1, MAX_PREVIEW))
-    return json_response({"interval": interval, "timezone": zone_name or str(app.zone),
+    zone = get_zone(zone_name, ctx.zone)
+    times = upcoming(interval, ctx.clock(), zone, _int_arg(req, "count", 5, 1, MAX_PREVIEW))
+    return json_response({"interval": interval, "timezone": zone_name or str(ctx.zone),
                           "description": describe_interval(interval),
                           "next": [to_db(at) for at in times],
                           "local": [at.astimezone(zone).isoformat() for at in times]})
-
-
-_TASK = r"/api/tasks/(?P<task_id>[^/]+)"
-ROUTES = [
-    ("GET", r"/api/tasks", list_tasks),
-    ("POST", r"/api/tasks", create_task),
-    ("GET", _TASK, get_task),
-    ("PUT", _TASK, replace_task),
-    ("PATCH", _TASK, patch_task),
-    ("DELETE", _TASK, delete_task),
-    ("POST", _TASK + "/enable", enable_task),
-    ("POST", _TASK + "/disable", disable_task),
-    ("POST", _TASK + "/run", run_task),
-    ("GET", r"/api/runs", list_runs),
-    ("GET", r"/api/runs/(?P<run_id>[^/]+)", get_run),
-    ("GET", r"/api/modules", list_modules),
-    ("GET", r"/api/nodes", get_nodes),
-    ("GET", r"/api/counters", list_counters),
-    ("POST", r"/api/counters/(?P<name>[^/]+)/increment", increment_counter),
-    ("GET", r"/api/stats", list_stat_keys),
-    ("GET", r"/api/stats/(?P<key>[^/]+)", get_stats),
-    ("GET", r"/api/health", get_health),
-    ("GET", r"/api/preview", preview),
-    ("GET", r"/metrics", get_metrics),
-    ("GET", r"/api/openapi\.json", openapi.get_document),
-]
-ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in ROUTES]

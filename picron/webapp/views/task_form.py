@@ -18,6 +18,7 @@ from picron.webapp.layout import csrf_field, page, reading, task_anchor, task_zo
 from picron.records import Task
 from picron.schedule import upcoming, validate_interval
 from picron.tasks import mask_options, module_or_none
+from picron.webapp.context import Context
 from picron.webapp.base import Raw, Request, Response, escape, redirect, render
 
 PREVIEW_COUNT = 5
@@ -65,58 +66,58 @@ $hint$error</div>
 _REQUIRED = Raw(' <abbr class="req" title="required">*</abbr>')
 
 
-def new_task(app, req: Request) -> Response:
+def new_task(ctx: Context, req: Request) -> Response:
     """The empty form (``?taskmodule=`` picks the module whose option fields it shows)."""
-    values = {"name": "", "interval": "", "timezone": "", "nodes": app.config.node,
-              "taskmodule": req.arg("taskmodule") or _first_module(app), "ordering": "0",
+    values = {"name": "", "interval": "", "timezone": "", "nodes": ctx.config.node,
+              "taskmodule": req.arg("taskmodule") or _first_module(ctx), "ordering": "0",
               "max_retries": "", "timeout": "", "active": True, "retry_if_failed": True,
               "options": {}}
-    return _form(app, req, values)
+    return _form(ctx, req, values)
 
 
-def create_task(app, req: Request) -> Response:
+def create_task(ctx: Context, req: Request) -> Response:
     """Create the task (303 to the list), or show the form again: another module, or invalid."""
     values = form_values(req)
     if req.field("change_module"):
-        return _form(app, req, values)
+        return _form(ctx, req, values)
     try:
-        spec = app.parse_task(form_data(app, values, new=True))
-        task = app.store.add_task(spec, app.clock(), actor=actor(req))
+        spec = ctx.parse_task(form_data(ctx, values, new=True))
+        task = ctx.store.add_task(spec, ctx.clock(), actor=actor(req))
     except PicronError as error:
         if error.http_status not in (400, 409):
             raise
-        return _form(app, req, values, error=error)
-    return redirect(task_anchor(app, task))
+        return _form(ctx, req, values, error=error)
+    return redirect(task_anchor(ctx, task))
 
 
-def edit_task(app, req: Request, task_id: str) -> Response:
+def edit_task(ctx: Context, req: Request, task_id: str) -> Response:
     """The form filled with the task; without JavaScript it shows the saved next runs."""
-    task = app.store.get_task(int(task_id))
+    task = ctx.store.get_task(int(task_id))
     values = {"name": task.name, "interval": task.interval, "timezone": task.timezone or "",
               "nodes": ", ".join(task.nodes), "taskmodule": task.taskmodule,
               "ordering": str(task.ordering), "active": task.active,
               "retry_if_failed": task.retry_if_failed,
               "max_retries": "" if task.max_retries is None else str(task.max_retries),
               "timeout": "" if task.timeout is None else str(task.timeout),
-              "options": mask_options(task.options, module_or_none(app.registry,
+              "options": mask_options(task.options, module_or_none(ctx.registry,
                                                                   task.taskmodule))}
-    return _form(app, req, values, task)
+    return _form(ctx, req, values, task)
 
 
-def save_task(app, req: Request, task_id: str) -> Response:
+def save_task(ctx: Context, req: Request, task_id: str) -> Response:
     """Replace the task's definition (the whole form, as PUT does), or show the form again."""
-    task = app.store.get_task(int(task_id))
+    task = ctx.store.get_task(int(task_id))
     values = form_values(req)
     if req.field("change_module"):
-        return _form(app, req, values, task)
+        return _form(ctx, req, values, task)
     try:
-        spec = app.parse_task(form_data(app, values, new=False), current=task.spec)
-        task = app.store.update_task(task.id, spec, app.clock(), actor=actor(req))
+        spec = ctx.parse_task(form_data(ctx, values, new=False), current=task.spec)
+        task = ctx.store.update_task(task.id, spec, ctx.clock(), actor=actor(req))
     except PicronError as error:
         if error.http_status not in (400, 409):
             raise
-        return _form(app, req, values, task, error=error)
-    return redirect(task_anchor(app, task))
+        return _form(ctx, req, values, task, error=error)
+    return redirect(task_anchor(ctx, task))
 
 
 def form_values(req: Request) -> dict:
@@ -128,7 +129,7 @@ def form_values(req: Request) -> dict:
     return values
 
 
-def form_data(app, values: dict, new: bool) -> dict:
+def form_data(ctx, values: dict, new: bool) -> dict:
     """A SPEC §1 task definition from form values; blank numbers take their defaults.
 
     Raises ``ValidationError`` for a number field that is not a whole number.
@@ -142,7 +143,7 @@ def form_data(app, values: dict, new: bool) -> dict:
     if values["nodes"] or not new:
         data["nodes"] = [n.strip() for n in values["nodes"].split(",")] if values["nodes"] \
             else []
-    schema = _schema(app, values["taskmodule"])
+    schema = _schema(ctx, values["taskmodule"])
     data["options"] = {key: value for key, value in values["options"].items()
                        if value != "" and (schema is None or key in schema)}
     return data
@@ -154,19 +155,19 @@ def _number(text: str, field: str) -> int:
     return int(text)
 
 
-def _schema(app, identifier: str) -> dict | None:
+def _schema(ctx, identifier: str) -> dict | None:
     try:
-        return app.registry.get(identifier).options
+        return ctx.registry.get(identifier).options
     except ValidationError:
         return None
 
 
-def _first_module(app) -> str:
-    modules = [module.identifier for module in app.registry]
+def _first_module(ctx) -> str:
+    modules = [module.identifier for module in ctx.registry]
     return "command" if "command" in modules else (modules[0] if modules else "")
 
 
-def _form(app, req: Request, values: dict, task: Task | None = None,
+def _form(ctx: Context, req: Request, values: dict, task: Task | None = None,
           error: PicronError | None = None) -> Response:
     field = error.field if error is not None else None
 
@@ -181,7 +182,7 @@ def _form(app, req: Request, values: dict, task: Task | None = None,
                          kind=kind, name=name, value=values[name], extra=Raw(extra))
         return _field(name, label, control, hint, slot(name), required)
 
-    server_zone = str(app.zone)
+    server_zone = str(ctx.zone)
     body = render(
         _FORM, heading=f"Edit task “{task.name}”" if task else "New task",
         action=f"/tasks/{task.id}" if task else "/tasks", csrf=csrf_field(req),
@@ -189,16 +190,16 @@ def _form(app, req: Request, values: dict, task: Task | None = None,
         submit="Save changes" if task else "Create task",
         name=text("name", "Name", "A unique name, up to 64 characters.", True,
                   extra=' maxlength="64" autocomplete="off"'),
-        module=_module_field(app, values, slot("taskmodule")),
-        options=_option_fields(app, values, slot("options")),
+        module=_module_field(ctx, values, slot("taskmodule")),
+        options=_option_fields(ctx, values, slot("options")),
         interval=_interval_field(values["interval"], slot("interval")),
-        preview=_preview(app, values, task),
+        preview=_preview(ctx, values, task),
         timezone=text("timezone", "Time zone",
                       f"An IANA name such as Europe/Berlin; empty: the server's zone "
                       f"({server_zone}).", extra=f' list="zones" autocomplete="off" '
                       f'placeholder="{escape(server_zone)}" data-preview'),
         nodes=text("nodes", "Nodes", f"Comma-separated node names. This node is "
-                   f"{app.config.node}; known: {', '.join(app.config.known_nodes)}.", True,
+                   f"{ctx.config.node}; known: {', '.join(ctx.config.known_nodes)}.", True,
                    extra=' autocomplete="off" spellcheck="false"'),
         ordering=text("ordering", "Order", "Lower runs first; ties run in creation order.",
                       kind="number", extra=' min="0" step="1"'),
@@ -211,11 +212,11 @@ def _form(app, req: Request, values: dict, task: Task | None = None,
                          "Empty: retry at every cron call.", kind="number",
                          extra=' min="0" step="1" placeholder="unlimited"'),
         timeout=text("timeout", "Timeout (seconds)",
-                     f"Empty: the default ({app.config.task_timeout} s).", kind="number",
-                     extra=f' min="1" step="1" placeholder="{app.config.task_timeout}"'),
+                     f"Empty: the default ({ctx.config.task_timeout} s).", kind="number",
+                     extra=f' min="1" step="1" placeholder="{ctx.config.task_timeout}"'),
         zones=Raw("".join(render('<option value="$name">', name=name) for name in _zones())))
     title = f"Edit {task.name}" if task else "New task"
-    return page(app, req, title, body, error.http_status if error is not None else 200)
+    return page(ctx, req, title, body, error.http_status if error is not None else 200)
 
 
 def _summary(error: PicronError | None) -> Raw:
@@ -257,9 +258,9 @@ def _check(name: str, label: str, checked: bool, hint: str, error: Raw, id: str 
                   hint=render('<p class="hint">$hint</p>\n', hint=hint) if hint else Raw(""))
 
 
-def _module_field(app, values: dict, error: Raw) -> Raw:
+def _module_field(ctx, values: dict, error: Raw) -> Raw:
     current = values["taskmodule"]
-    modules = list(app.registry)
+    modules = list(ctx.registry)
     choices = [render('<option value="$id"$sel>$id</option>', id=m.identifier,
                       sel=Raw(" selected" if m.identifier == current.lower() else ""))
                for m in modules]
@@ -275,9 +276,9 @@ def _module_field(app, values: dict, error: Raw) -> Raw:
                   error, True)
 
 
-def _option_fields(app, values: dict, error: Raw) -> Raw:
+def _option_fields(ctx, values: dict, error: Raw) -> Raw:
     try:
-        module = app.registry.get(values["taskmodule"])
+        module = ctx.registry.get(values["taskmodule"])
     except ValidationError:
         return Raw('<p class="hint">Choose an installed module to see its options.</p>') + error
     given = values["options"]
@@ -305,14 +306,14 @@ def _option_fields(app, values: dict, error: Raw) -> Raw:
                   module=module.identifier, fields=Raw("".join(fields)), error=error)
 
 
-def _preview(app, values: dict, task: Task | None) -> Raw:
+def _preview(ctx, values: dict, task: Task | None) -> Raw:
     """The next runs of the interval in the task's zone, noting DST changes between them."""
     try:
         interval = validate_interval(values["interval"])
-        zone = task_zone(app, name=values["timezone"] or None)
+        zone = task_zone(ctx, name=values["timezone"] or None)
     except ValidationError:
         return Raw('<p class="hint">Enter a valid interval to see when it runs.</p>')
-    times = upcoming(interval, app.clock(), zone, PREVIEW_COUNT)
+    times = upcoming(interval, ctx.clock(), zone, PREVIEW_COUNT)
     items, previous = [], None
     for instant in times:
         abbreviation = instant.astimezone(zone).tzname()
