@@ -61,5 +61,6 @@ def start_manual_run(ctx, task_id: int, node: str | None = None) -> Run:
     """
     ctx.store.get_task(task_id)  # NotFound before anything is written
     claim = ctx.runner().claim_manual(task_id, node)
+    run = ctx.store.get_run(claim.run_id)  # read before it starts: the 202 says "running"
     ctx.background.start(claim)
-    return ctx.store.get_run(claim.run_id)
+    return run

@@ -9,29 +9,14 @@ import math
 from datetime import datetime, tzinfo
 
 from picron.output import format_time
-from picron.webapp.base import Raw, render
+from picron.webapp.base import template, Raw, render
 
 WIDTH, HEIGHT = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 20, 16, 52
 Y_TICKS = 5
 MAX_POINTS = 1000  # more are thinned out evenly: the line cannot show them anyway
 
-_SVG = """<figure class="chart">
-<svg viewBox="0 0 $width $height" role="img" aria-labelledby="chart-title" \
-xmlns="http://www.w3.org/2000/svg">
-<title id="chart-title">$title</title>
-<g class="grid">$grid</g>
-<g class="axis"><line x1="$left" y1="$bottom" x2="$right" y2="$bottom"/>\
-<line x1="$left" y1="$top" x2="$left" y2="$bottom"/></g>
-<g class="labels">$labels</g>
-<polyline class="line" points="$points"/>
-<g class="points">$dots</g>
-<text class="axis-title" x="$middle" y="$x_title_y" text-anchor="middle">$x_title</text>
-<text class="axis-title" x="14" y="$middle_y" text-anchor="middle" \
-transform="rotate(-90 14 $middle_y)">value</text>
-</svg>
-<figcaption>$caption</figcaption>
-</figure>"""
+_SVG = template("charts_svg.html")
 
 
 def line_chart(series: list[tuple[datetime, int]], zone: tzinfo, key: str) -> Raw:

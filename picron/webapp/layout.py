@@ -13,7 +13,7 @@ from picron.output import format_time
 from picron.records import Task
 from picron.schedule import get_zone, to_db
 from picron.health import check_ticks
-from picron.webapp.base import Raw, Request, Response, html_response, render
+from picron.webapp.base import template, Raw, Request, Response, html_response, render
 
 if TYPE_CHECKING:  # annotations only: the context imports the login page, which uses this
     from picron.webapp.context import Context
@@ -22,28 +22,7 @@ TASKS_PER_PAGE = 100  # on the task list: 1,000 rows are hard to read and slow t
 
 NAV = (("/", "Tasks"), ("/history", "History"), ("/stats", "Stats"), ("/audit", "Audit"))
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>$title · picron</title>
-<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
-<link rel="stylesheet" href="/static/style.css">
-<script src="/static/app.js" defer></script>
-</head>
-<body>
-<header class="top">
-<a class="brand" href="/">picron</a>
-<nav>$nav</nav>
-$logout
-</header>
-$banner<main>
-$body
-</main>
-</body>
-</html>
-"""
+_PAGE = template("layout_page.html")
 
 
 def layout(req: Request, title: str, body: Raw, ctx=None) -> Raw:

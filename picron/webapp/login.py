@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote, urlsplit
 
 from picron.errors import TooManyRequests, Unauthorized, ValidationError
-from picron.webapp.base import Raw, Request, Response, html_response, redirect, render
+from picron.webapp.base import template, Raw, Request, Response, html_response, redirect, render
 from picron.webapp.layout import layout
 
 if TYPE_CHECKING:  # annotations only: the context module imports this one
@@ -370,28 +370,8 @@ def safe_next(value: str | None) -> str:
     return quote(value, safe="/?=&%#;,+-._~:@!$'()*")
 
 
-_LOGIN = """<section class="login">
-<h1>Log in</h1>
-$message$password<form method="get" action="/login">
-<input type="hidden" name="next" value="$next">
-<p>Open the login link that <code>picron serve</code> printed when it started, or paste the
-API token that <code>picron token</code> prints.</p>
-<p><label for="login-token">API token</label>
-<input id="login-token" type="password" name="token" autocomplete="off" required></p>
-<p><button$primary>Log in with the token</button></p>
-</form>
-</section>"""
-_PASSWORD_FORM = """<form method="post" action="/login">
-<input type="hidden" name="csrf_token" value="$csrf">
-<input type="hidden" name="next" value="$next">
-<p><label for="login-user">User</label>
-<input id="login-user" name="user" value="admin" autocomplete="username" required></p>
-<p><label for="login-password">Password</label>
-<input id="login-password" type="password" name="password" autocomplete="current-password"
- required autofocus></p>
-<p><button class="primary">Log in</button></p>
-</form>
-"""
+_LOGIN = template("login_login.html")
+_PASSWORD_FORM = template("login_password_form.html")
 TOKEN_USER = "token"  # who a request authenticated by the API token acts as (audit log)
 
 

@@ -5,23 +5,13 @@ import re
 
 from picron.errors import ValidationError
 from picron.webapp.context import Context
-from picron.webapp.base import Raw, Request, Response, render
+from picron.webapp.base import template, Raw, Request, Response, render
 from picron.webapp.layout import page, status_badge, time_tag
 
 HISTORY_LIMIT = 100
 
-_HISTORY = """<h1>Run history</h1>
-<form method="get" action="/history" class="filter">
-<label for="task-filter">Task</label>
-<select id="task-filter" name="task"><option value="">all tasks</option>$options</select>
-<button>Show</button></form>
-$content"""
-_RUN = """<tr$running>
-<td data-label="Start">$start</td><td data-label="Task">$task</td>
-<td data-label="Node">$node</td><td data-label="Trigger">$trigger</td>
-<td data-label="Status">$status</td><td data-label="Duration" class="num">$duration</td>
-<td data-label="Message" class="message"><pre>$message</pre></td></tr>
-"""
+_HISTORY = template("history_history.html")
+_RUN = template("history_run.html")
 
 
 def history(ctx: Context, req: Request) -> Response:

@@ -19,7 +19,7 @@ from picron.records import Task
 from picron.schedule import upcoming, validate_interval
 from picron.tasks import mask_options, module_or_none
 from picron.webapp.context import Context
-from picron.webapp.base import Raw, Request, Response, escape, redirect, render
+from picron.webapp.base import template, Raw, Request, Response, escape, redirect, render
 
 PREVIEW_COUNT = 5
 TEXT_FIELDS = ("name", "interval", "timezone", "nodes", "taskmodule", "ordering",
@@ -27,42 +27,9 @@ TEXT_FIELDS = ("name", "interval", "timezone", "nodes", "taskmodule", "ordering"
 FLAG_FIELDS = ("active", "retry_if_failed")
 OPTION_PREFIX = "option."
 
-_FORM = """<h1>$heading</h1>
-$summary<form method="post" action="$action" class="task-form" novalidate>
-$csrf
-$name
-<fieldset class="group"><legend>What it runs</legend>
-$module
-<div class="module-options" id="options">$options</div>
-</fieldset>
-<fieldset class="group"><legend>When and where</legend>
-$interval
-<section class="preview" id="preview" aria-live="polite" data-count="$count">
-<h2>Next runs</h2>
-<div id="preview-body">$preview</div></section>
-<div class="row">$timezone$nodes</div>
-<div class="row">$ordering$active</div>
-</fieldset>
-<fieldset class="group"><legend>When it fails</legend>
-$retry
-<div class="row">$max_retries$timeout</div>
-</fieldset>
-<div class="form-actions"><button class="primary" name="save" value="1">$submit</button>
-<a class="button" href="/">Cancel</a></div>
-</form>
-<datalist id="zones">$zones</datalist>
-"""
-_FIELD = """<div class="field$invalid">
-<label for="f-$id">$label$required</label>
-$control
-$hint$error</div>
-"""
-_CHECK = """<div class="field check$invalid">
-<input type="hidden" name="$name" value="false">
-<input type="checkbox" id="f-$id" name="$name" value="true"$checked>
-<label for="f-$id">$label</label>
-$hint$error</div>
-"""
+_FORM = template("task_form_form.html")
+_FIELD = template("task_form_field.html")
+_CHECK = template("task_form_check.html")
 _REQUIRED = Raw(' <abbr class="req" title="required">*</abbr>')
 
 

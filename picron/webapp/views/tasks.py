@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from picron.records import Task
 from picron.webapp.background import start_manual_run
-from picron.webapp.base import Raw, Request, Response, redirect, render
+from picron.webapp.base import template, Raw, Request, Response, redirect, render
 from picron.webapp.context import Context
 from picron.webapp.layout import (TASKS_PER_PAGE, csrf_field, page, reading, status_badge,
                                   task_anchor, task_zone, time_tag)
@@ -15,36 +15,12 @@ from picron.webapp.views.api import actor
 
 # -- task list ---------------------------------------------------------------------
 
-_LIST = """<div class="title-row"><h1>Tasks</h1>
-<a class="button primary" href="/tasks/new">New task</a></div>
-$content$pager"""
-_PAGER = """<nav class="pager" aria-label="Pages of tasks">$previous
-<span>Tasks $first–$last of $total</span>$next</nav>"""
-_TABLE = """<table class="tasks">
-<thead><tr><th>Active</th><th>Order</th><th>Name</th><th>Module</th><th>Interval</th>
-<th>Runs per node</th><th><span class="sr-only">Actions</span></th></tr></thead>
-<tbody>
-$rows</tbody>
-</table>"""
-_ROW = """<tr id="task-$id"$inactive>
-<td data-label="Active">$switch</td>
-<td data-label="Order" class="num">$ordering</td>
-<td data-label="Name" class="name"><a href="/tasks/$id/edit">$name</a></td>
-<td data-label="Module"><code>$module</code></td>
-<td data-label="Interval"><code>$interval</code>$reading</td>
-<td data-label="Runs per node">$nodes</td>
-<td class="actions"><a class="button" href="/tasks/$id/edit">Edit</a>
-<form method="post" action="/tasks/$id/run">$csrf<button>Run now</button></form>
-<a class="button danger" href="/tasks/$id/delete">Delete</a></td>
-</tr>
-"""
-_NODE = """<div class="node-run">
-<div class="node-head"><span class="node">$node</span> $status$streak</div>
-<div class="when"><span class="label">next</span> $next$paused</div>
-<div class="when"><span class="label">last</span> $last</div></div>
-"""
-_SWITCH = """<form method="post" action="/tasks/$id/$action">$csrf<button class="switch $state" \
-aria-pressed="$pressed" title="$hint">$text</button></form>"""
+_LIST = template("tasks_list.html")
+_PAGER = template("tasks_pager.html")
+_TABLE = template("tasks_table.html")
+_ROW = template("tasks_row.html")
+_NODE = template("tasks_node.html")
+_SWITCH = template("tasks_switch.html")
 
 
 def task_list(ctx: Context, req: Request) -> Response:
@@ -131,10 +107,7 @@ def run_task(ctx: Context, req: Request, task_id: str) -> Response:
     return redirect(f"/history?task={task.id}")
 
 
-_DELETE = """<h1>Delete task “$name”?</h1>
-<p>The task stops running on every node. Its run history is kept.</p>
-<form method="post" action="/tasks/$id/delete" class="confirm">$csrf
-<button class="danger">Delete task</button> <a class="button" href="/">Cancel</a></form>"""
+_DELETE = template("tasks_delete.html")
 
 
 def confirm_delete(ctx: Context, req: Request, task_id: str) -> Response:
