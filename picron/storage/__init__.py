@@ -36,6 +36,10 @@ class DatabaseBusy(StorageError):
     """The database stayed locked by another process for longer than the busy timeout."""
 
 
+TASK_STATES = ("failing", "retrying", "running", "inactive", "active")
+TASK_SORTS = ("order", "name", "module", "next", "updated")
+
+
 def is_postgres(location: str) -> bool:
     """Whether ``location`` names a PostgreSQL database (else it is a SQLite file)."""
     return location.startswith(POSTGRES_SCHEMES)
@@ -124,6 +128,22 @@ class Store(ABC):
     @abstractmethod
     def list_tasks_json(self, node: str | None = None) -> list[str]:
         """``list_tasks`` as the JSON texts of ``Task.to_json``, built by the database."""
+
+    @abstractmethod
+    def find_tasks(self, now: datetime, *, text: str = "", module: str = "", node: str = "",
+                   state: str = "", sort: str = "order", limit: int | None = None,
+                   offset: int = 0) -> tuple[list[Task], int]:
+        """One page of the tasks that match, and how many match in all (the web's list).
+
+        ``text``: part of the name (case-insensitive); ``module``, ``node``: exact;
+        ``state``: one of ``TASK_STATES`` (``retrying``: active, failed and due again
+        at ``now``); ``sort``: a key of ``TASK_SORTS``, ``-`` before it for descending.
+        """
+
+    @abstractmethod
+    def find_tasks_json(self, now: datetime, *, text: str = "", module: str = "",
+                        node: str = "", state: str = "", sort: str = "order") -> list[str]:
+        """``find_tasks`` (all that match) as the JSON texts of ``Task.to_json``."""
 
     @abstractmethod
     def task_position(self, task: Task) -> int:
@@ -229,6 +249,13 @@ class Store(ABC):
         """The run history, newest first; ``task_name``: the kept runs of a deleted task."""
 
     @abstractmethod
+    def find_runs(self, *, task_id: int | None = None, text: str = "", status: str = "",
+                  node: str = "", trigger: str = "", before: int | None = None,
+                  limit: int = 50) -> list[Run]:
+        """The run history, newest first, filtered: ``text`` is part of the task's name
+        (case-insensitive), ``before`` a run id (the runs older than it: the next page)."""
+
+    @abstractmethod
     def get_run(self, run_id: int) -> Run:
         """One run; raises ``NotFound``."""
 
@@ -296,8 +323,8 @@ class Store(ABC):
         """Remove a setting; False if it was not set."""
 
     @abstractmethod
-    def list_audit(self, limit: int = 100) -> list[AuditEntry]:
-        """The audit log, newest first."""
+    def list_audit(self, limit: int = 100, task_id: int | None = None) -> list[AuditEntry]:
+        """The audit log, newest first; only one task's entries given ``task_id``."""
 
     @abstractmethod
     def add_event(self, at: datetime, event: str, task_id: int | None, task_name: str,

@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, tzinfo
 
-from picron.output import format_time
-from picron.webapp.base import template, Raw, render
+from picron.webapp.base import Raw, render, template
+from picron.webapp.times import exact
 
 WIDTH, HEIGHT = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 20, 16, 52
@@ -53,25 +53,25 @@ def line_chart(series: list[tuple[datetime, int]], zone: tzinfo, key: str) -> Ra
     for t, anchor in ends:
         labels.append(render('<text x="$x" y="$y" text-anchor="$anchor">$text</text>',
                              x=f"{x(t):.1f}", y=HEIGHT - BOTTOM + 20, anchor=anchor,
-                             text=format_time(datetime.fromtimestamp(t, zone), zone)))
+                             text=exact(datetime.fromtimestamp(t, zone), zone)))
     points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(times, values))
     dots = [render('<circle cx="$cx" cy="$cy" r="3"><title>$label</title></circle>',
                    cx=f"{x(t):.1f}", cy=f"{y(v):.1f}",
-                   label=f"{format_time(at, zone)}: {v}")
+                   label=f"{exact(at, zone)}: {v}")
             for (at, v), t in zip(series, times)] if len(series) <= 200 else []
     return render(
         _SVG, width=WIDTH, height=HEIGHT, title=f"{key} over time", grid=Raw("".join(grid)),
         labels=Raw("".join(labels)), points=points, dots=Raw("".join(dots)), left=LEFT,
         right=WIDTH - RIGHT, top=TOP, bottom=HEIGHT - BOTTOM,
         middle=LEFT + plot_w // 2, middle_y=TOP + plot_h // 2, x_title_y=HEIGHT - 10,
-        x_title=f"time ({format_time(series[-1][0], zone).rsplit(' ', 1)[-1]})",
+        x_title=f"time ({exact(series[-1][0], zone).rsplit(' ', 1)[-1]})",
         caption=caption)
 
 
 def _caption(series: list[tuple[datetime, int]], zone: tzinfo, key: str) -> str:
     values = [value for _, value in series]
     return (f"{len(series)} value{'s' if len(series) != 1 else ''} of {key}, from "
-            f"{format_time(series[0][0], zone)} to {format_time(series[-1][0], zone)}; "
+            f"{exact(series[0][0], zone)} to {exact(series[-1][0], zone)}; "
             f"lowest {min(values)}, highest {max(values)}, latest {values[-1]}.")
 
 

@@ -6,6 +6,7 @@ closed by ``close``; everything else is shared by all requests of the server.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, tzinfo
 
 from picron.app import App
@@ -13,7 +14,9 @@ from picron.config import Config
 from picron.modules import Registry
 from picron.storage import Store
 from picron.webapp.background import BackgroundRuns
+from picron.webapp.base import Raw
 from picron.webapp.login import Logins
+from picron.webapp.times import time_tag
 
 
 @dataclass
@@ -21,7 +24,22 @@ class Context:
     app: App
     background: BackgroundRuns  # executes manual runs on threads
     logins: Logins  # sessions and login limits of this server
+    chosen_zone: tzinfo | None = None  # the viewer's (cookie picron_zone), else the server's
     _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def view_zone(self) -> tzinfo:
+        """The zone the page shows times in."""
+        return self.chosen_zone or self.app.zone
+
+    @cached_property
+    def now(self) -> datetime:
+        """One "now" for the whole request, so every relative time agrees."""
+        return self.app.clock()
+
+    def when(self, instant: datetime | None, never: str = "never") -> Raw:
+        """``instant`` on the page: relative to now, exact (in the viewer's zone) on hover."""
+        return time_tag(instant, self.view_zone, self.now, never)
 
     @property
     def config(self) -> Config:

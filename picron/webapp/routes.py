@@ -12,7 +12,7 @@ import re
 from picron import openapi
 from picron.errors import MethodNotAllowed, NotFound
 from picron.webapp import login
-from picron.webapp.views import api, history, stats, task_form, tasks
+from picron.webapp.views import api, history, prefs, stats, task_form, tasks
 from picron.webapp.views.static import static_file
 
 _PAGE_ID = r"(?P<task_id>[0-9]{1,18})"
@@ -23,7 +23,10 @@ ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
     ("GET", r"/", tasks.task_list),
     ("GET", r"/tasks/new", task_form.new_task),
     ("POST", r"/tasks", task_form.create_task),
+    ("POST", r"/tasks/bulk", tasks.bulk),
+    ("GET", rf"/tasks/{_PAGE_ID}", tasks.task_page),
     ("GET", rf"/tasks/{_PAGE_ID}/edit", task_form.edit_task),
+    ("GET", rf"/tasks/{_PAGE_ID}/clone", task_form.clone_task),
     ("POST", rf"/tasks/{_PAGE_ID}", task_form.save_task),
     ("GET", rf"/tasks/{_PAGE_ID}/delete", tasks.confirm_delete),
     ("POST", rf"/tasks/{_PAGE_ID}/delete", tasks.delete_task),
@@ -31,7 +34,10 @@ ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in
     ("POST", rf"/tasks/{_PAGE_ID}/disable", tasks.disable_task),
     ("POST", rf"/tasks/{_PAGE_ID}/run", tasks.run_task),
     ("GET", r"/history", history.history),
+    ("GET", r"/runs/(?P<run_id>[0-9]{1,18})", history.run_page),
     ("GET", r"/audit", history.audit),
+    ("GET", r"/zone", prefs.zone_form),
+    ("POST", r"/zone", prefs.choose_zone),
     ("GET", r"/stats", stats.stats_index),
     ("GET", r"/stats/(?P<key>.+)", stats.stats_key),
     # login and files

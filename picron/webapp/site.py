@@ -46,6 +46,7 @@ from picron.webapp.login import (ADMIN_USER, CSRF_COOKIE, FAILED_LOGIN_DELAY, TO
                                  parse_cookies, password_hash, stored_token, token_matches)
 from picron.webapp.routes import PUBLIC, ROUTES, resolve
 from picron.webapp.views.api import is_json
+from picron.webapp.views.prefs import viewer_zone
 from picron.webapp.views.static import static_file
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class Site:
             req.cookies = parse_cookies(req.headers.get("cookie"))
         presented = req.cookies.get(CSRF_COOKIE)
         req.csrf_token = double_submit = presented if is_token(presented) else new_token()
-        view = Context(self.app, self.background, self.logins)
+        view = Context(self.app, self.background, self.logins, viewer_zone(req))
         try:
             self._hold_database()
             response = self._handle(view, req)

@@ -7,7 +7,7 @@ from picron.errors import NotFound
 from picron.webapp.context import Context
 from picron.webapp.base import Raw, Request, Response, render
 from picron.webapp.charts import line_chart
-from picron.webapp.layout import page, time_tag
+from picron.webapp.layout import page
 
 def stats_index(ctx: Context, req: Request) -> Response:
     """The monitoring stats keys (each links to its chart) and the event counters."""
@@ -36,10 +36,10 @@ def stats_key(ctx: Context, req: Request, key: str) -> Response:
     if not series:
         raise NotFound(f"no monitoring stats under key {key!r}", field="key")
     rows = Raw("".join(render('<tr><td>$at</td><td class="num">$value</td></tr>\n',
-                              at=time_tag(at, ctx.zone), value=value)
+                              at=ctx.when(at), value=value)
                        for at, value in reversed(series[-20:])))
     body = render('<p class="crumbs"><a href="/stats">Stats</a> /</p>\n<h1>$key</h1>\n$chart\n'
                   '<h2>Latest values</h2>\n<table class="values"><thead><tr><th>Time</th>'
                   '<th>Value</th></tr></thead>\n<tbody>\n$rows</tbody></table>',
-                  key=key, chart=line_chart(series, ctx.zone, key), rows=rows)
+                  key=key, chart=line_chart(series, ctx.view_zone, key), rows=rows)
     return page(ctx, req, f"Stats: {key}", body)

@@ -1,10 +1,11 @@
-"""The task form: create and edit a task, with option fields made from the module's schema.
+"""The task form: create, edit and clone a task, with option fields from the module's schema.
 
 The form posts plain strings; ``form_data`` turns them into a SPEC §1 definition for
 ``App.parse_task``, so the page validates exactly as the API and the CLI do. Invalid
-input re-renders the form with the entered values and the message next to its field.
-Choosing another module without JavaScript is a "change module" submit that re-renders
-the form with that module's fields.
+input re-renders the form with the entered values and every message next to its field
+(``validate_form`` collects them all, not only the first). Choosing another module
+without JavaScript is a "change module" submit that re-renders the form with that
+module's fields.
 """
 from __future__ import annotations
 
@@ -12,20 +13,26 @@ import re
 from functools import lru_cache
 from zoneinfo import available_timezones
 
-from picron.webapp.views.api import actor
 from picron.errors import PicronError, ValidationError
-from picron.webapp.layout import csrf_field, page, reading, task_anchor, task_zone, time_tag
-from picron.records import Task
-from picron.schedule import upcoming, validate_interval
+from picron.records import Task, TaskSpec
+from picron.schedule import get_zone, upcoming, validate_interval
 from picron.tasks import mask_options, module_or_none
+from picron.webapp.base import Raw, Request, Response, escape, redirect, render, template
 from picron.webapp.context import Context
-from picron.webapp.base import template, Raw, Request, Response, escape, redirect, render
+from picron.webapp.layout import csrf_field, page, reading
+from picron.webapp.times import exact
+from picron.webapp.views.api import actor
 
 PREVIEW_COUNT = 5
 TEXT_FIELDS = ("name", "interval", "timezone", "nodes", "taskmodule", "ordering",
                "max_retries", "timeout")
 FLAG_FIELDS = ("active", "retry_if_failed")
 OPTION_PREFIX = "option."
+MAX_PASSES = 20  # validate_form: each pass finds one more invalid field
+_LABELS = {"name": "Name", "interval": "Interval", "timezone": "Time zone", "nodes": "Nodes",
+           "taskmodule": "Module", "ordering": "Order", "max_retries": "Retries before "
+           "giving up", "timeout": "Timeout", "active": "Active",
+           "retry_if_failed": "Retry", "options": "Options"}
 
 _FORM = template("task_form_form.html")
 _FIELD = template("task_form_field.html")
@@ -42,33 +49,53 @@ def new_task(ctx: Context, req: Request) -> Response:
     return _form(ctx, req, values)
 
 
+def clone_task(ctx: Context, req: Request, task_id: str) -> Response:
+    """The new-task form filled with a copy of the task; secret options are left empty
+    (their stored values are never sent to the page, so they must be entered again)."""
+    task = ctx.store.get_task(int(task_id))
+    values = _task_values(ctx, task)
+    module = module_or_none(ctx.registry, task.taskmodule)
+    secret = {key for key, option in (module.options.items() if module else ())
+              if option.secret}
+    values["options"] = {key: "" if key in secret else value
+                         for key, value in values["options"].items()}
+    values["name"] = f"{task.name} (copy)"[:64]
+    return _form(ctx, req, values, clone_of=task)
+
+
 def create_task(ctx: Context, req: Request) -> Response:
-    """Create the task (303 to the list), or show the form again: another module, or invalid."""
+    """Create the task (303 to its page), or show the form again: another module, or invalid."""
     values = form_values(req)
     if req.field("change_module"):
         return _form(ctx, req, values)
-    try:
-        spec = ctx.parse_task(form_data(ctx, values, new=True))
-        task = ctx.store.add_task(spec, ctx.clock(), actor=actor(req))
-    except PicronError as error:
-        if error.http_status not in (400, 409):
-            raise
-        return _form(ctx, req, values, error=error)
-    return redirect(task_anchor(ctx, task))
+    spec, errors = validate_form(ctx, values, new=True)
+    if spec is not None:
+        try:
+            task = ctx.store.add_task(spec, ctx.clock(), actor=actor(req))
+        except PicronError as error:
+            if error.http_status != 409:
+                raise
+            errors = {error.field or "name": error.message}
+    if errors:
+        return _form(ctx, req, values, errors=errors, status=_status(errors))
+    return redirect(f"/tasks/{task.id}?done=created")
+
+
+def _task_values(ctx: Context, task: Task) -> dict:
+    return {"name": task.name, "interval": task.interval, "timezone": task.timezone or "",
+            "nodes": ", ".join(task.nodes), "taskmodule": task.taskmodule,
+            "ordering": str(task.ordering), "active": task.active,
+            "retry_if_failed": task.retry_if_failed,
+            "max_retries": "" if task.max_retries is None else str(task.max_retries),
+            "timeout": "" if task.timeout is None else str(task.timeout),
+            "options": mask_options(task.options, module_or_none(ctx.registry,
+                                                                task.taskmodule))}
 
 
 def edit_task(ctx: Context, req: Request, task_id: str) -> Response:
     """The form filled with the task; without JavaScript it shows the saved next runs."""
     task = ctx.store.get_task(int(task_id))
-    values = {"name": task.name, "interval": task.interval, "timezone": task.timezone or "",
-              "nodes": ", ".join(task.nodes), "taskmodule": task.taskmodule,
-              "ordering": str(task.ordering), "active": task.active,
-              "retry_if_failed": task.retry_if_failed,
-              "max_retries": "" if task.max_retries is None else str(task.max_retries),
-              "timeout": "" if task.timeout is None else str(task.timeout),
-              "options": mask_options(task.options, module_or_none(ctx.registry,
-                                                                  task.taskmodule))}
-    return _form(ctx, req, values, task)
+    return _form(ctx, req, _task_values(ctx, task), task)
 
 
 def save_task(ctx: Context, req: Request, task_id: str) -> Response:
@@ -77,14 +104,58 @@ def save_task(ctx: Context, req: Request, task_id: str) -> Response:
     values = form_values(req)
     if req.field("change_module"):
         return _form(ctx, req, values, task)
-    try:
-        spec = ctx.parse_task(form_data(ctx, values, new=False), current=task.spec)
-        task = ctx.store.update_task(task.id, spec, ctx.clock(), actor=actor(req))
-    except PicronError as error:
-        if error.http_status not in (400, 409):
-            raise
-        return _form(ctx, req, values, task, error=error)
-    return redirect(task_anchor(ctx, task))
+    spec, errors = validate_form(ctx, values, new=False, current=task.spec)
+    if spec is not None:
+        try:
+            task = ctx.store.update_task(task.id, spec, ctx.clock(), actor=actor(req))
+        except PicronError as error:
+            if error.http_status != 409:
+                raise
+            errors = {error.field or "name": error.message}
+    if errors:
+        return _form(ctx, req, values, task, errors=errors, status=_status(errors))
+    return redirect(f"/tasks/{task.id}?done=saved")
+
+
+def _status(errors: dict[str, str]) -> int:
+    return 409 if set(errors) == {"name"} and "already" in errors["name"] else 400
+
+
+def validate_form(ctx: Context, values: dict, new: bool,
+                  current: TaskSpec | None = None) -> tuple[TaskSpec | None, dict[str, str]]:
+    """The task the form defines, or every invalid field's message by field id.
+
+    ``parse_task`` names the first bad field; it is asked again with that field replaced
+    by a valid stand-in until it finds no more, so one submit reports them all. An
+    option's message goes to that option's field (``option-KEY``).
+    """
+    errors: dict[str, str] = {}
+    data = form_data(ctx, values, new, errors)
+    stand_in = {"name": "x", "interval": "* * * * *", "timezone": None,
+                "nodes": [ctx.config.node], "taskmodule": _first_module(ctx)}
+    for _ in range(MAX_PASSES):
+        try:
+            spec = ctx.parse_task(data, current=current)
+        except ValidationError as error:
+            field = error.field or ""
+            if field == "options":
+                key = re.search(r"'([^']*)'", error.message)
+                key = key[1] if key and key[1] in data.get("options", {}) else None
+                errors[f"option-{key}" if key else "options"] = error.message
+                if key is None:
+                    break
+                data["options"] = {k: v for k, v in data["options"].items() if k != key}
+            elif field in stand_in and field not in errors:
+                errors[field] = error.message
+                data[field] = stand_in[field]
+                if field == "taskmodule":
+                    data["options"] = {}
+            else:
+                errors[field or "form"] = error.message
+                break
+        else:
+            return (None, errors) if errors else (spec, {})
+    return None, errors
 
 
 def form_values(req: Request) -> dict:
@@ -96,17 +167,18 @@ def form_values(req: Request) -> dict:
     return values
 
 
-def form_data(ctx, values: dict, new: bool) -> dict:
-    """A SPEC §1 task definition from form values; blank numbers take their defaults.
-
-    Raises ``ValidationError`` for a number field that is not a whole number.
-    """
+def form_data(ctx, values: dict, new: bool, errors: dict[str, str]) -> dict:
+    """A SPEC §1 task definition from form values; blank numbers take their defaults, and
+    a number field that is not a whole number adds its message to ``errors``."""
     data = {key: values[key] for key in ("name", "interval", "taskmodule")}
     data.update({key: values[key] for key in FLAG_FIELDS})
     data["timezone"] = values["timezone"] or None
-    data["ordering"] = _number(values["ordering"], "ordering") if values["ordering"] else 0
-    for key in ("max_retries", "timeout"):
-        data[key] = _number(values[key], key) if values[key] else None
+    for key, blank in (("ordering", 0), ("max_retries", None), ("timeout", None)):
+        try:
+            data[key] = _number(values[key], key) if values[key] else blank
+        except ValidationError as error:
+            errors[key] = error.message
+            data[key] = blank
     if values["nodes"] or not new:
         data["nodes"] = [n.strip() for n in values["nodes"].split(",")] if values["nodes"] \
             else []
@@ -134,15 +206,16 @@ def _first_module(ctx) -> str:
     return "command" if "command" in modules else (modules[0] if modules else "")
 
 
-def _form(ctx: Context, req: Request, values: dict, task: Task | None = None,
-          error: PicronError | None = None) -> Response:
-    field = error.field if error is not None else None
+def _form(ctx: Context, req: Request, values: dict, task: Task | None = None, *,
+          errors: dict[str, str] | None = None, status: int = 200,
+          clone_of: Task | None = None) -> Response:
+    errors = errors or {}
 
     def slot(name: str) -> Raw:
-        if field != name:
+        if name not in errors:
             return Raw("")
         return render('<p class="field-error" id="error-$name">$message</p>\n',
-                      name=name, message=error.message)
+                      name=name, message=errors[name])
 
     def text(name, label, hint="", required=False, kind="text", extra=""):
         control = render('<input type="$kind" id="f-$name" name="$name" value="$value"$extra>',
@@ -153,12 +226,12 @@ def _form(ctx: Context, req: Request, values: dict, task: Task | None = None,
     body = render(
         _FORM, heading=f"Edit task “{task.name}”" if task else "New task",
         action=f"/tasks/{task.id}" if task else "/tasks", csrf=csrf_field(req),
-        summary=_summary(error), count=PREVIEW_COUNT,
+        summary=_summary(errors), count=PREVIEW_COUNT,
         submit="Save changes" if task else "Create task",
         name=text("name", "Name", "A unique name, up to 64 characters.", True,
                   extra=' maxlength="64" autocomplete="off"'),
         module=_module_field(ctx, values, slot("taskmodule")),
-        options=_option_fields(ctx, values, slot("options")),
+        options=_option_fields(ctx, values, slot("options"), slot),
         interval=_interval_field(values["interval"], slot("interval")),
         preview=_preview(ctx, values, task),
         timezone=text("timezone", "Time zone",
@@ -183,17 +256,22 @@ def _form(ctx: Context, req: Request, values: dict, task: Task | None = None,
                      extra=f' min="1" step="1" placeholder="{ctx.config.task_timeout}"'),
         zones=Raw("".join(render('<option value="$name">', name=name) for name in _zones())))
     title = f"Edit {task.name}" if task else "New task"
-    return page(ctx, req, title, body, error.http_status if error is not None else 200)
+    return page(ctx, req, title, body, status)
 
 
-def _summary(error: PicronError | None) -> Raw:
-    """The line above the form: which field to fix, or the whole message if none is named."""
-    if error is None:
+def _summary(errors: dict[str, str]) -> Raw:
+    """The box above the form: every field to fix, each a link to it."""
+    if not errors:
         return Raw("")
-    marked = error.field in (*TEXT_FIELDS, *FLAG_FIELDS, "options")
-    return render('<p class="form-error" role="alert">$message</p>\n',
-                  message="The task was not saved: see the marked field below." if marked
-                  else f"The task was not saved: {error.message}")
+    items = Raw("".join(
+        render('<li><a href="#f-$id">$label</a>: $message</li>', id=key,
+               label=_LABELS.get(key, key.removeprefix("option-")), message=message)
+        if key != "form" else render("<li>$message</li>", message=message)
+        for key, message in errors.items()))
+    count = len(errors)
+    return render('<div class="form-error" role="alert"><p>The task was not saved: '
+                  '$what.</p><ul>$items</ul></div>\n', items=items,
+                  what="fix the marked field" if count == 1 else f"fix the {count} marked fields")
 
 
 _INTERVAL_HINT = Raw(
@@ -211,16 +289,27 @@ def _interval_field(interval: str, error: Raw) -> Raw:
     return _field("interval", "Interval", control, _INTERVAL_HINT, error, True)
 
 
+def _described(control: Raw, id: str, error: Raw) -> Raw:
+    """The control marked invalid and described by its message, when there is one."""
+    if not error:
+        return control
+    return Raw(control.replace(f'id="f-{id}"', f'id="f-{id}" aria-invalid="true" '
+                               f'aria-describedby="error-{id}"', 1))
+
+
 def _field(name: str, label: str, control: Raw, hint, error: Raw, required: bool) -> Raw:
-    return render(_FIELD, id=name, label=label, control=control,
+    return render(_FIELD, id=name, label=label, control=_described(control, name, error),
                   required=_REQUIRED if required else Raw(""), error=error,
                   invalid=Raw(" invalid" if error else ""),
                   hint=render('<p class="hint">$hint</p>\n', hint=hint) if hint else Raw(""))
 
 
 def _check(name: str, label: str, checked: bool, hint: str, error: Raw, id: str = "") -> Raw:
+    checked = Raw(" checked" if checked else "")
+    if error:
+        checked = Raw(f'{checked} aria-invalid="true" aria-describedby="error-{id or name}"')
     return render(_CHECK, id=id or name, name=name, label=label, error=error,
-                  checked=Raw(" checked" if checked else ""),
+                  checked=checked,
                   invalid=Raw(" invalid" if error else ""),
                   hint=render('<p class="hint">$hint</p>\n', hint=hint) if hint else Raw(""))
 
@@ -243,7 +332,7 @@ def _module_field(ctx, values: dict, error: Raw) -> Raw:
                   error, True)
 
 
-def _option_fields(ctx, values: dict, error: Raw) -> Raw:
+def _option_fields(ctx, values: dict, error: Raw, slot) -> Raw:
     try:
         module = ctx.registry.get(values["taskmodule"])
     except ValidationError:
@@ -255,8 +344,8 @@ def _option_fields(ctx, values: dict, error: Raw) -> Raw:
         value = given.get(key)
         if option.type == "bool":
             checked = value == "true" if value is not None else option.default is True
-            fields.append(_check(name, key, checked, option.description, Raw(""),
-                                 id=f"option-{key}"))
+            fields.append(_check(name, key, checked, option.description,
+                                 slot(f"option-{key}"), id=f"option-{key}"))
             continue
         extra = ' step="1"' if option.type == "int" else ' spellcheck="false"'
         if option.default is not None:
@@ -266,7 +355,8 @@ def _option_fields(ctx, values: dict, error: Raw) -> Raw:
                          id=f"option-{key}", name=name, value=value or "", extra=Raw(extra))
         hint = option.description + (f" Default: {option.default}."
                                      if option.default is not None else "")
-        fields.append(_field(f"option-{key}", key, control, hint, Raw(""), option.required))
+        fields.append(_field(f"option-{key}", key, control, hint, slot(f"option-{key}"),
+                             option.required))
     if not fields:
         fields.append(Raw('<p class="hint">This module has no options.</p>\n'))
     return render('<h3>Options of <code>$module</code></h3>\n$fields$error',
@@ -277,7 +367,7 @@ def _preview(ctx, values: dict, task: Task | None) -> Raw:
     """The next runs of the interval in the task's zone, noting DST changes between them."""
     try:
         interval = validate_interval(values["interval"])
-        zone = task_zone(ctx, name=values["timezone"] or None)
+        zone = get_zone(values["timezone"] or None, ctx.zone)
     except ValidationError:
         return Raw('<p class="hint">Enter a valid interval to see when it runs.</p>')
     times = upcoming(interval, ctx.clock(), zone, PREVIEW_COUNT)
@@ -288,7 +378,8 @@ def _preview(ctx, values: dict, task: Task | None) -> Raw:
         if previous is not None and abbreviation != previous:
             note = render(' <span class="dst">clocks change: $old → $new</span>',
                           old=previous, new=abbreviation)
-        items.append(render("<li>$time$note</li>", time=time_tag(instant, zone), note=note))
+        items.append(render('<li><time datetime="$iso">$time</time>$note</li>',
+                            iso=instant.isoformat(), time=exact(instant, zone), note=note))
         previous = abbreviation
     return render('<ol class="times">$items</ol>', items=Raw("".join(items)))
 
