@@ -27,6 +27,7 @@ class Client:
         self.site = site
         self.token = new_token()
         self.session = ""
+        self.cookies: dict[str, str] = {}  # more cookies the browser sends
 
     def log_in(self) -> "Client":
         """Open the login link that ``picron serve`` prints, as a browser would."""
@@ -48,7 +49,8 @@ class Client:
 
     def _send(self, method, path, query, body):
         headers = {"host": "127.0.0.1:8080", "cookie": f"{CSRF_COOKIE}={self.token}"
-                   + (f"; {SESSION_COOKIE}={self.session}" if self.session else "")}
+                   + (f"; {SESSION_COOKIE}={self.session}" if self.session else "")
+                   + "".join(f"; {name}={value}" for name, value in self.cookies.items())}
         if body is not None:
             headers["content-type"] = "application/x-www-form-urlencoded"
         response = self.site.handle(Request(
@@ -423,7 +425,7 @@ def test_chart_scale_and_thinning(clock):
 
     assert nice_scale(3, 7) == (3, 7, 1)
     assert nice_scale(0, 93) == (0, 100, 50)
-    assert nice_scale(5, 5) == (4, 6, 0.5)
+    assert nice_scale(5, 5) == (4, 6, 1)  # counts: never a fractional step (issue 11, 13)
     series = [(clock.advance(minutes=5), i % 7) for i in range(MAX_POINTS * 3 + 1)]
     svg = line_chart(series, timezone.utc, "k")
     points = re.search(r'points="([^"]*)"', svg).group(1).split()

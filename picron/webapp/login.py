@@ -456,7 +456,7 @@ def login_page(ctx: Context, req: Request, message: str = "", status: int = 200)
         if has_password else Raw("")
     body = render(_LOGIN, password=password, next=target,
                   primary=Raw("" if has_password else ' class="primary"'),
-                  message=render('<p class="error-message" role="alert">$m</p>\n', m=message)
+                  message=render('<p class="form-error" role="alert">$m</p>\n', m=message)
                   if message else "")
     return html_response(layout(req, "Log in", body), status)
 

@@ -18,8 +18,10 @@ from picron.schedule import get_zone, parse_instant, to_db, upcoming, validate_i
 from picron.tasks import masked_json_texts, task_json
 from picron.webapp.background import start_manual_run
 from picron.webapp.context import Context
+from picron.webapp.filters import list_filters, run_filters
 from picron.webapp.base import Request, Response, json_response
 from picron.webapp.metrics import render_metrics
+from picron.webapp.times import exact
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger path id cannot exist
 MAX_LIMIT = 1000
@@ -71,7 +73,15 @@ def _int_arg(req: Request, name: str, default: int, low: int, high: int) -> int:
 
 
 def list_tasks(ctx: Context, req: Request) -> Response:
-    texts = masked_json_texts(ctx.store.list_tasks_json(), ctx.registry)  # built by SQLite
+    """All tasks in run order; ``q`` (part of the name), ``module``, ``node``, ``state``
+    (failing, retrying, running, inactive, active) and ``sort`` filter and order them."""
+    filters = list_filters(req)
+    if any(filters[key] for key in ("text", "module", "node", "state")) or \
+            filters["sort"] != "order":
+        texts = ctx.store.find_tasks_json(ctx.now, **filters)
+    else:
+        texts = ctx.store.list_tasks_json()  # built by the database
+    texts = masked_json_texts(texts, ctx.registry)
     return Response(body=f"[{','.join(texts)}]".encode(), content_type="application/json")
 
 
@@ -131,6 +141,8 @@ def run_task(ctx: Context, req: Request, task_id: str) -> Response:
 
 
 def list_runs(ctx: Context, req: Request) -> Response:
+    """The runs, newest first: ``task`` (an id), ``q`` (part of the task's name), ``status``,
+    ``node``, ``trigger``, ``before`` (a run id: the next page) and ``limit`` filter them."""
     task = req.arg("task")
     task_id = None
     if task not in (None, ""):
@@ -138,7 +150,12 @@ def list_runs(ctx: Context, req: Request) -> Response:
             raise ValidationError("task: must be a task id", field="task")
         task_id = int(task)
     limit = _int_arg(req, "limit", 50, 1, MAX_LIMIT)
-    return json_response([run.to_json() for run in ctx.store.list_runs(task_id, limit)])
+    filters = run_filters(req)
+    filters["text"] = (req.arg("q") or "").strip()[:64]
+    if task_id is not None:
+        filters["task_id"] = task_id
+    return json_response([run.to_json() for run in ctx.store.find_runs(limit=limit,
+                                                                       **filters)])
 
 
 def get_run(ctx: Context, req: Request, run_id: str) -> Response:
@@ -217,4 +234,5 @@ def preview(ctx: Context, req: Request) -> Response:
     return json_response({"interval": interval, "timezone": zone_name or str(ctx.zone),
                           "description": describe_interval(interval),
                           "next": [to_db(at) for at in times],
-                          "local": [at.astimezone(zone).isoformat() for at in times]})
+                          "local": [at.astimezone(zone).isoformat() for at in times],
+                          "display": [exact(at, zone) for at in times]})

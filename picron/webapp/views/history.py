@@ -2,42 +2,20 @@
 and the audit log."""
 from __future__ import annotations
 
-import re
 from urllib.parse import urlencode
 
-from picron.errors import ValidationError
 from picron.records import AuditEntry, Run
 from picron.webapp.base import Raw, Request, Response, render, template
 from picron.webapp.context import Context
+from picron.webapp.filters import RUN_STATUSES, TRIGGERS, run_filters
 from picron.webapp.layout import page, status_badge
 
 HISTORY_LIMIT = 100
 MESSAGE_PREVIEW = 300  # characters of output in a history row; the run's page has it all
-RUN_STATUSES = ("running", "success", "failed", "timeout", "interrupted")
-TRIGGERS = ("scheduled", "manual")
 
 _HISTORY = template("history_history.html")
 _RUN = template("history_run.html")
 _RUN_PAGE = template("history_run_page.html")
-
-
-def run_filters(req: Request) -> dict:
-    """The history's filters (``task`` text, ``task_id``, ``status``, ``node``,
-    ``trigger``, ``before`` a run id); 400 naming a malformed one."""
-    filters: dict = {"text": (req.arg("task") or "").strip()[:64],
-                     "node": (req.arg("node") or "").strip()[:64]}
-    for name, allowed in (("status", RUN_STATUSES), ("trigger", TRIGGERS)):
-        value = req.arg(name) or ""
-        if value and value not in allowed:
-            raise ValidationError(f"{name}: one of {', '.join(allowed)}", field=name)
-        filters[name] = value
-    for name in ("task_id", "before"):
-        value = req.arg(name) or ""
-        if value and not re.fullmatch(r"[0-9]{1,18}", value):
-            raise ValidationError(f"{name}: must be a {'task' if name == 'task_id' else 'run'}"
-                                  " id", field=name)
-        filters[name] = int(value) if value else None
-    return filters
 
 
 def history(ctx: Context, req: Request) -> Response:
@@ -88,7 +66,7 @@ def run_table(ctx: Context, runs: list[Run], *, with_task: bool) -> Raw:
     if not runs:
         return Raw('<p class="empty">No runs recorded yet.</p>')
     rows = Raw("".join(render(
-        _RUN, id=r.id, running=Raw(' class="running" data-running' if r.status == "running"
+        _RUN, id=r.id, running=Raw(' class="running" data-refresh' if r.status == "running"
                                    else ""),
         start=ctx.when(r.start), task=_task_link(r.task, r.task_id) if with_task else r.task,
         node=r.node, trigger=r.trigger, status=status_badge(r.status),
@@ -124,7 +102,7 @@ def run_page(ctx: Context, req: Request, run_id: str) -> Response:
                   start=ctx.when(run.start), end=ctx.when(run.end, never="not yet"),
                   duration="…" if run.duration is None else f"{run.duration:.1f} s",
                   message=run.message or "(no output)",
-                  running=Raw(" data-running" if run.status == "running" else ""))
+                  running=Raw(" data-refresh" if run.status == "running" else ""))
     return page(ctx, req, f"Run {run.id}", body)
 
 

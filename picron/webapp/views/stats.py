@@ -16,7 +16,8 @@ def stats_index(ctx: Context, req: Request) -> Response:
                               'latest $value</span></li>\n', href=quote(key, safe=""),
                               key=key, value=latest.get(key, "-"))
                        for key in ctx.store.stat_keys()))
-    counters = Raw("".join(render('<tr><td>$name</td><td class="num">$value</td></tr>\n',
+    counters = Raw("".join(render('<tr><td data-label="Counter">$name</td><td data-label="Value" '
+                                  'class="num">$value</td></tr>\n',
                                   name=name, value=value)
                            for name, value in ctx.store.list_counters().items()))
     body = render(
@@ -35,7 +36,8 @@ def stats_key(ctx: Context, req: Request, key: str) -> Response:
     series = ctx.store.get_stats(key)
     if not series:
         raise NotFound(f"no monitoring stats under key {key!r}", field="key")
-    rows = Raw("".join(render('<tr><td>$at</td><td class="num">$value</td></tr>\n',
+    rows = Raw("".join(render('<tr><td data-label="Time">$at</td><td data-label="Value" '
+                              'class="num">$value</td></tr>\n',
                               at=ctx.when(at), value=value)
                        for at, value in reversed(series[-20:])))
     body = render('<p class="crumbs"><a href="/stats">Stats</a> /</p>\n<h1>$key</h1>\n$chart\n'

@@ -29,6 +29,7 @@ TEXT_FIELDS = ("name", "interval", "timezone", "nodes", "taskmodule", "ordering"
 FLAG_FIELDS = ("active", "retry_if_failed")
 OPTION_PREFIX = "option."
 MAX_PASSES = 20  # validate_form: each pass finds one more invalid field
+_OPTION_STAND_IN = {"int": "1", "bool": "false", "str": "x"}
 _LABELS = {"name": "Name", "interval": "Interval", "timezone": "Time zone", "nodes": "Nodes",
            "taskmodule": "Module", "ordering": "Order", "max_retries": "Retries before "
            "giving up", "timeout": "Timeout", "active": "Active",
@@ -132,7 +133,8 @@ def validate_form(ctx: Context, values: dict, new: bool,
     errors: dict[str, str] = {}
     data = form_data(ctx, values, new, errors)
     stand_in = {"name": "x", "interval": "* * * * *", "timezone": None,
-                "nodes": [ctx.config.node], "taskmodule": _first_module(ctx)}
+                "nodes": [ctx.config.node], "taskmodule": _first_module(ctx), "ordering": 0,
+                "max_retries": None, "timeout": None, "active": True, "retry_if_failed": True}
     for _ in range(MAX_PASSES):
         try:
             spec = ctx.parse_task(data, current=current)
@@ -141,10 +143,12 @@ def validate_form(ctx: Context, values: dict, new: bool,
             if field == "options":
                 key = re.search(r"'([^']*)'", error.message)
                 key = key[1] if key and key[1] in data.get("options", {}) else None
-                errors[f"option-{key}" if key else "options"] = error.message
-                if key is None:
+                if key is None or f"option-{key}" in errors:
+                    errors.setdefault("options", error.message)
                     break
-                data["options"] = {k: v for k, v in data["options"].items() if k != key}
+                errors[f"option-{key}"] = error.message
+                kind = ctx.registry.get(data["taskmodule"]).options[key].type
+                data["options"] = {**data["options"], key: _OPTION_STAND_IN[kind]}
             elif field in stand_in and field not in errors:
                 errors[field] = error.message
                 data[field] = stand_in[field]
@@ -359,7 +363,7 @@ def _option_fields(ctx, values: dict, error: Raw, slot) -> Raw:
                              option.required))
     if not fields:
         fields.append(Raw('<p class="hint">This module has no options.</p>\n'))
-    return render('<h3>Options of <code>$module</code></h3>\n$fields$error',
+    return render('<h2 class="options-title">Options of <code>$module</code></h2>\n$fields$error',
                   module=module.identifier, fields=Raw("".join(fields)), error=error)
 
 

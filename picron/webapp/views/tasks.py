@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from picron.errors import AlreadyRunning, NotFound, ValidationError
-from picron.records import FAILURE_STATUSES, RunningRun, Task
+from picron.errors import AlreadyRunning, ValidationError
+from picron.records import RunningRun, Task
 from picron.schedule import get_zone, upcoming
 from picron.storage import TASK_SORTS, TASK_STATES
 from picron.webapp.background import start_manual_run
 from picron.webapp.base import Raw, Request, Response, html_response, redirect, render, template
 from picron.webapp.context import Context
+from picron.webapp.filters import list_filters
 from picron.webapp.layout import TASKS_PER_PAGE, csrf_field, page, reading, status_badge
 from picron.webapp.views.api import actor
 from picron.webapp.views.history import audit_table, run_table
@@ -37,19 +38,6 @@ _SORT_LABELS = {"order": "run order", "name": "name", "module": "module",
                 "next": "next run", "updated": "last change"}
 
 # -- the list ---------------------------------------------------------------------------
-
-
-def list_filters(req: Request) -> dict[str, str]:
-    """The list's filters from the query (``q``, ``module``, ``node``, ``state``, ``sort``);
-    400 naming the parameter for a state or sort that does not exist."""
-    state, sort = req.arg("state") or "", req.arg("sort") or "order"
-    if state and state not in TASK_STATES:
-        raise ValidationError(f"state: one of {', '.join(TASK_STATES)}", field="state")
-    if sort.removeprefix("-") not in TASK_SORTS:
-        raise ValidationError(f"sort: one of {', '.join(TASK_SORTS)} (- before it: "
-                              "descending)", field="sort")
-    return {"text": (req.arg("q") or "").strip()[:64], "module": req.arg("module") or "",
-            "node": req.arg("node") or "", "state": state, "sort": sort}
 
 
 def task_list(ctx: Context, req: Request) -> Response:
@@ -176,12 +164,13 @@ def _task_row(ctx: Context, req: Request, task: Task,
         words, kind = node_state(ctx, task, node, running)
         status = task.last_status.get(node)
         nodes.append(render(_NODE, node=node, words=words, state_class=f" {kind}",
-                            status=status_badge("running" if kind == "running" else status),
-                            running=Raw(" data-running" if kind == "running" else "")))
+                            status=status_badge("running" if kind == "running" else status)))
     classes = " ".join(c for c in ("inactive" if not task.active else "",
                                    "running" if any((task.id, n) in running
                                                     for n in task.nodes) else "") if c)
-    return render(_ROW, id=task.id, classes=Raw(f' class="{classes}"' if classes else ""),
+    refresh = " data-refresh" if "running" in classes else ""
+    return render(_ROW, id=task.id,
+                  classes=Raw((f' class="{classes}"' if classes else "") + refresh),
                   switch=_switch(req, task), ordering=task.ordering, name=task.name,
                   module=task.taskmodule, interval=task.interval,
                   reading=reading(task.interval), nodes=Raw("".join(nodes)),
@@ -224,6 +213,8 @@ def task_page(ctx: Context, req: Request, task_id: str) -> Response:
         _PAGE, id=task.id, name=task.name, interval=task.interval, module=task.taskmodule,
         reading_text=reading(task.interval), task_zone=str(zone), switch=_switch(req, task),
         csrf=csrf_field(req), node_rows=Raw("".join(rows)), default_node=default,
+        refresh=Raw(" data-refresh" if any((task.id, n) in running for n in task.nodes)
+                    else ""),
         default_why=why,
         node_options=_options(nodes, default, {n: f"{n} (not assigned)" for n in nodes
                                                if n not in task.nodes}),
@@ -334,5 +325,3 @@ def bulk(ctx: Context, req: Request) -> Response:
                                      actor=actor(req))
     return redirect("/?done=bulk")
 
-
-__all__ = ["FAILURE_STATUSES", "NotFound"]  # re-exported for the views that show states
