@@ -146,6 +146,12 @@ class Store(ABC):
         """``find_tasks`` (all that match) as the JSON texts of ``Task.to_json``."""
 
     @abstractmethod
+    def data_version(self) -> tuple:
+        """A cheap value that changes whenever a task or its run state changes (every task
+        change is audited; every run starts with a new id and ends leaving ``running``):
+        what the web's caches are keyed by."""
+
+    @abstractmethod
     def task_position(self, task: Task) -> int:
         """How many tasks come before ``task`` in run order (to find its page)."""
 

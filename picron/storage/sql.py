@@ -125,6 +125,10 @@ class SqlStore(Store):
             params.extend(values(self, now))
         return (f" where {' and '.join(clauses)}" if clauses else ""), tuple(params)
 
+    def data_version(self) -> tuple:
+        return tuple(self._one("select (select max(id) from audit), (select max(id) from run),"
+                               " (select count(*) from run where status = 'running')"))
+
     def task_position(self, task: Task) -> int:
         return self._one("select count(*) from task where ordering < ?"
                          " or (ordering = ? and id < ?)",

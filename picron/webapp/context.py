@@ -5,6 +5,7 @@ closed by ``close``; everything else is shared by all requests of the server.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, tzinfo
@@ -19,12 +20,48 @@ from picron.webapp.login import Logins
 from picron.webapp.times import time_tag
 
 
+class StorePool:
+    """Open stores kept between requests: opening a connection cost 9 % of a list page.
+
+    A store goes back only after a request that ended without an error (so never one in
+    the middle of a transaction); at most ``size`` wait here, the others are closed.
+    SQLite connections are opened with ``check_same_thread=False``, so any request
+    thread may take one.
+    """
+
+    def __init__(self, app: App, size: int = 16) -> None:
+        self.app = app
+        self.size = size
+        self._idle: list[Store] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Store:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self.app.open_store()
+
+    def put(self, store: Store) -> None:
+        with self._lock:
+            if len(self._idle) < self.size:
+                self._idle.append(store)
+                return
+        store.close()
+
+    def close(self) -> None:
+        with self._lock:
+            stores, self._idle = self._idle, []
+        for store in stores:
+            store.close()
+
+
 @dataclass
 class Context:
     app: App
     background: BackgroundRuns  # executes manual runs on threads
     logins: Logins  # sessions and login limits of this server
     chosen_zone: tzinfo | None = None  # the viewer's (cookie picron_zone), else the server's
+    pool: StorePool | None = None  # where the store comes from and goes back to
     _store: Store | None = field(default=None, repr=False)
 
     @property
@@ -60,7 +97,7 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = self.app.open_store()
+            self._store = self.pool.get() if self.pool else self.app.open_store()
         return self._store
 
     def runner(self):
@@ -70,7 +107,12 @@ class Context:
     def parse_task(self, data, base=None, current=None):
         return self.app.parse_task(data, base, current)
 
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+    def close(self, reuse: bool = False) -> None:
+        """Give the store back to the pool (``reuse``: the request ended well) or close it."""
+        store, self._store = self._store, None
+        if store is None:
+            return
+        if reuse and self.pool is not None:
+            self.pool.put(store)
+        else:
+            store.close()

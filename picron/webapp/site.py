@@ -39,7 +39,7 @@ from picron.errors import (Forbidden, MethodNotAllowed, PicronError, Unauthorize
                            ValidationError)
 from picron.webapp.background import BackgroundRuns
 from picron.webapp.base import Request, Response, html_response, json_response, redirect, render
-from picron.webapp.context import Context
+from picron.webapp.context import Context, StorePool
 from picron.webapp.layout import error_page
 from picron.webapp.login import (ADMIN_USER, CSRF_COOKIE, FAILED_LOGIN_DELAY, TOKEN_USER, Logins,
                                  cookie, is_token, new_token, parse_basic, parse_bearer,
@@ -88,6 +88,7 @@ class Site:
             _host_key(name) for name in (*LOOPBACK_HOSTS, listen_host, *app.config.allowed_hosts))
         self.logins = Logins(app.clock, failed_login_delay)
         self.background = BackgroundRuns(app)
+        self.stores = StorePool(app)
         self._holding = False
         self._writes = threading.Lock()
         self.routes = list(ROUTES)  # tests may add their own
@@ -101,15 +102,18 @@ class Site:
             req.cookies = parse_cookies(req.headers.get("cookie"))
         presented = req.cookies.get(CSRF_COOKIE)
         req.csrf_token = double_submit = presented if is_token(presented) else new_token()
-        view = Context(self.app, self.background, self.logins, viewer_zone(req))
+        view = Context(self.app, self.background, self.logins, viewer_zone(req), self.stores)
+        healthy = False  # whether the request's store may serve another request
         try:
             self._hold_database()
             response = self._handle(view, req)
+            healthy = True
         except Exception as error:
+            healthy = isinstance(error, PicronError) and error.http_status < 500
             response = self.error_response(req, error)
         finally:
             try:
-                view.close()
+                view.close(reuse=healthy)
             except PicronError:
                 logger.warning("could not close a database connection", exc_info=True)
         if double_submit != presented:

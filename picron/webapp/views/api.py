@@ -8,6 +8,7 @@ error body.
 from __future__ import annotations
 
 import re
+import time
 
 from picron.config import check_node
 from picron.counters import change_counter
@@ -27,6 +28,8 @@ MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger path id cannot exist
 MAX_LIMIT = 1000
 MAX_PREVIEW = 50
 MAX_COUNTER_STEP = 2**31 - 1
+CACHE_SECONDS = 10.0
+_TASKS_JSON: dict[str, tuple[tuple, bytes, float]] = {}  # the latest answer of GET /api/tasks
 
 
 def actor(req: Request) -> str:
@@ -80,9 +83,22 @@ def list_tasks(ctx: Context, req: Request) -> Response:
             filters["sort"] != "order":
         texts = ctx.store.find_tasks_json(ctx.now, **filters)
     else:
-        texts = ctx.store.list_tasks_json()  # built by the database
+        return Response(body=_all_tasks_json(ctx), content_type="application/json")
     texts = masked_json_texts(texts, ctx.registry)
     return Response(body=f"[{','.join(texts)}]".encode(), content_type="application/json")
+
+
+def _all_tasks_json(ctx: Context) -> bytes:
+    """Every task as JSON, built again when the data changed (``Store.data_version``), and
+    at least every ``CACHE_SECONDS`` (an import of last run times alone is not audited)."""
+    key = (ctx.config.database, ctx.store.data_version())
+    cached = _TASKS_JSON.get("all")
+    if cached is not None and cached[0] == key and time.monotonic() - cached[2] < CACHE_SECONDS:
+        return cached[1]
+    texts = masked_json_texts(ctx.store.list_tasks_json(), ctx.registry)  # built by the DB
+    body = f"[{','.join(texts)}]".encode()
+    _TASKS_JSON["all"] = (key, body, time.monotonic())
+    return body
 
 
 def create_task(ctx: Context, req: Request) -> Response:

@@ -7,6 +7,7 @@ what was done (the page shows it as a notice).
 """
 from __future__ import annotations
 
+import threading
 from urllib.parse import urlencode
 
 from picron.errors import AlreadyRunning, ValidationError
@@ -22,6 +23,10 @@ from picron.webapp.views.api import actor
 from picron.webapp.views.history import audit_table, run_table
 
 UPCOMING = 5
+MAX_CACHED_ROWS = 4000
+_CSRF_MARK = "\x00csrf\x00"  # never in a real token (URL-safe base64)
+_ROWS: dict[tuple, str] = {}
+_ROWS_LOCK = threading.Lock()
 TASK_RUNS = 20
 MAX_BULK = 1000
 
@@ -52,8 +57,9 @@ def task_list(ctx: Context, req: Request) -> Response:
     query = {k: v for k, v in query.items() if v}
     if tasks:
         running = _running(ctx)
-        content = render(_TABLE, csrf=csrf_field(req), rows=Raw("".join(
-            _task_row(ctx, req, task, running) for task in tasks)))
+        rows = "".join(_cached_row(ctx, task, running) for task in tasks)
+        content = render(_TABLE, csrf=csrf_field(req),
+                         rows=Raw(rows.replace(_CSRF_MARK, req.csrf_token)))
     elif total:
         content = render('<p class="empty">There is no page $n: the tasks fill $pages '
                          'page$s. <a href="$last">Go to the last page</a>.</p>', n=number,
@@ -155,6 +161,26 @@ def node_state(ctx: Context, task: Task, node: str,
                       next=ctx.when(next_run)), "failing"
     return render("next run $next; last attempt $last", next=ctx.when(next_run),
                   last=ctx.when(attempt)), "ok"
+
+
+def _cached_row(ctx: Context, task: Task,
+                running: dict[tuple[int | None, str], RunningRun]) -> str:
+    """A task's row, built once per state of the task and minute of the clock (relative
+    times change by the minute): building rows was 40 % of the list page's time. The
+    cached HTML carries a mark where the viewer's CSRF token goes."""
+    key = (task.id, task.last_update, task.name, task.active, task.ordering, task.interval,
+           task.nodes, task.taskmodule, *(tuple(sorted(state.items())) for state in (
+               task.next_runs, task.last_status, task.failure_streak, task.last_attempts)),
+           tuple(running.get((task.id, node)) for node in task.nodes),
+           ctx.now.replace(second=0, microsecond=0), ctx.view_zone, ctx.config.node)
+    row = _ROWS.get(key)
+    if row is None:
+        row = _task_row(ctx, Request("GET", "/", csrf_token=_CSRF_MARK), task, running)
+        with _ROWS_LOCK:
+            if len(_ROWS) >= MAX_CACHED_ROWS:
+                _ROWS.pop(next(iter(_ROWS)))
+            _ROWS[key] = row
+    return row
 
 
 def _task_row(ctx: Context, req: Request, task: Task,
