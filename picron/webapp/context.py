@@ -6,6 +6,9 @@ closed by ``close``; everything else is shared by all requests of the server.
 from __future__ import annotations
 
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, tzinfo
@@ -18,6 +21,12 @@ from picron.webapp.background import BackgroundRuns
 from picron.webapp.base import Raw
 from picron.webapp.login import Logins
 from picron.webapp.times import time_tag
+
+
+CACHE_SECONDS = 10.0  # also the longest a change outside the data version stays unseen
+CACHE_SIZE = 256
+_CACHE: OrderedDict[tuple, tuple[tuple, float, object]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 
 class StorePool:
@@ -73,6 +82,29 @@ class Context:
     def now(self) -> datetime:
         """One "now" for the whole request, so every relative time agrees."""
         return self.app.clock()
+
+    @cached_property
+    def data_version(self) -> tuple:
+        """The store's ``data_version``, asked once per request."""
+        return (self.config.database, *self.store.data_version())
+
+    def cached(self, name: str, extra: tuple, compute: Callable[[], object]):
+        """``compute()``, or its value from an earlier request while the data version is
+        the same (and for at most ``CACHE_SECONDS``: an import of last run times alone
+        changes no version). ``extra`` is everything else the value depends on."""
+        key = (name, *extra)
+        with _CACHE_LOCK:
+            hit = _CACHE.get(key)
+        if hit is not None and hit[0] == self.data_version and \
+                time.monotonic() - hit[1] < CACHE_SECONDS:
+            return hit[2]
+        value = compute()
+        with _CACHE_LOCK:
+            _CACHE[key] = (self.data_version, time.monotonic(), value)
+            _CACHE.move_to_end(key)
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        return value
 
     def when(self, instant: datetime | None, never: str = "never") -> Raw:
         """``instant`` on the page: relative to now, exact (in the viewer's zone) on hover."""

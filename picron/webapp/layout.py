@@ -55,8 +55,9 @@ def dashboard(ctx: Context) -> Raw:
     """The line at the top: tasks failing, retrying, running; the last tick per node, and
     a warning when this node's cron stopped calling ``run_scheduled``."""
     now = ctx.now
-    counts = {state: ctx.store.find_tasks(now, state=state, limit=0)[1]
-              for state in ("failing", "retrying", "running")}
+    counts = ctx.cached("dashboard", (now.replace(second=0, microsecond=0),), lambda: {
+        state: ctx.store.find_tasks(now, state=state, limit=0)[1]
+        for state in ("failing", "retrying", "running")})
     ticks = ctx.store.last_ticks()
     tick_list = Raw(", ".join(render("$node $when", node=node, when=ctx.when(at))
                               for node, at in sorted(ticks.items()))) or Raw("never")

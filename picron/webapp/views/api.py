@@ -8,7 +8,6 @@ error body.
 from __future__ import annotations
 
 import re
-import time
 
 from picron.config import check_node
 from picron.counters import change_counter
@@ -28,8 +27,6 @@ MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger path id cannot exist
 MAX_LIMIT = 1000
 MAX_PREVIEW = 50
 MAX_COUNTER_STEP = 2**31 - 1
-CACHE_SECONDS = 10.0
-_TASKS_JSON: dict[str, tuple[tuple, bytes, float]] = {}  # the latest answer of GET /api/tasks
 
 
 def actor(req: Request) -> str:
@@ -89,16 +86,12 @@ def list_tasks(ctx: Context, req: Request) -> Response:
 
 
 def _all_tasks_json(ctx: Context) -> bytes:
-    """Every task as JSON, built again when the data changed (``Store.data_version``), and
-    at least every ``CACHE_SECONDS`` (an import of last run times alone is not audited)."""
-    key = (ctx.config.database, ctx.store.data_version())
-    cached = _TASKS_JSON.get("all")
-    if cached is not None and cached[0] == key and time.monotonic() - cached[2] < CACHE_SECONDS:
-        return cached[1]
-    texts = masked_json_texts(ctx.store.list_tasks_json(), ctx.registry)  # built by the DB
-    body = f"[{','.join(texts)}]".encode()
-    _TASKS_JSON["all"] = (key, body, time.monotonic())
-    return body
+    """Every task as JSON, built again only when the data changed (``Context.cached``)."""
+    def build() -> bytes:
+        texts = masked_json_texts(ctx.store.list_tasks_json(), ctx.registry)  # built by the DB
+        return f"[{','.join(texts)}]".encode()
+
+    return ctx.cached("api-tasks", (), build)
 
 
 def create_task(ctx: Context, req: Request) -> Response:

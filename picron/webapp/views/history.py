@@ -22,7 +22,9 @@ def history(ctx: Context, req: Request) -> Response:
     """The runs that match, newest first, 100 a page; "Older runs" pages on by run id, so
     the page costs the same whatever the number of tasks and runs."""
     filters = run_filters(req)
-    runs = ctx.store.find_runs(limit=HISTORY_LIMIT + 1, **filters)
+    minute = ctx.now.replace(second=0, microsecond=0)  # the relative times change with it
+    runs = ctx.cached("runs", tuple(sorted(filters.items())),
+                      lambda: ctx.store.find_runs(limit=HISTORY_LIMIT + 1, **filters))
     more = len(runs) > HISTORY_LIMIT
     runs = runs[:HISTORY_LIMIT]
     query = {k: v for k, v in (("task", filters["text"]), ("status", filters["status"]),
@@ -36,7 +38,8 @@ def history(ctx: Context, req: Request) -> Response:
         links.append(render('<a class="button" href="$u" rel="next">Older runs →</a>',
                             u="/history?" + urlencode({**query, "before": runs[-1].id})))
     if runs:
-        content = run_table(ctx, runs, with_task=True)
+        content = ctx.cached("run-rows", (*sorted(filters.items()), minute, str(ctx.view_zone)),
+                             lambda: run_table(ctx, runs, with_task=True))
     elif query or filters["before"]:
         content = Raw('<p class="empty">No run matches. <a href="/history">Show all runs</a>.'
                       '</p>')

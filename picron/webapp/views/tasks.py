@@ -49,15 +49,19 @@ def task_list(ctx: Context, req: Request) -> Response:
     """The tasks that match the filters, a page of 100 at a time, with their state per node."""
     filters = list_filters(req)
     number = _page_number(req)
-    tasks, total = ctx.store.find_tasks(ctx.now, limit=TASKS_PER_PAGE,
-                                        offset=(number - 1) * TASKS_PER_PAGE, **filters)
+    minute = ctx.now.replace(second=0, microsecond=0)  # "retrying" depends on the time
+    tasks, total = ctx.cached("tasks", (tuple(sorted(filters.items())), number, minute),
+                              lambda: ctx.store.find_tasks(
+                                  ctx.now, limit=TASKS_PER_PAGE,
+                                  offset=(number - 1) * TASKS_PER_PAGE, **filters))
     pages = max(1, -(-total // TASKS_PER_PAGE))
     query = {"q": filters["text"], **{k: filters[k] for k in ("module", "node", "state")},
              "sort": filters["sort"] if filters["sort"] != "order" else ""}
     query = {k: v for k, v in query.items() if v}
     if tasks:
-        running = _running(ctx)
-        rows = "".join(_cached_row(ctx, task, running) for task in tasks)
+        rows = ctx.cached("list-rows", (tuple(sorted(filters.items())), number, minute,
+                                        str(ctx.view_zone)),
+                          lambda: _rows(ctx, tasks))
         content = render(_TABLE, csrf=csrf_field(req),
                          rows=Raw(rows.replace(_CSRF_MARK, req.csrf_token)))
     elif total:
@@ -82,6 +86,11 @@ def task_list(ctx: Context, req: Request) -> Response:
                   sorts=_options(TASK_SORTS, filters["sort"], _SORT_LABELS),
                   clear=Raw(' <a class="button" href="/">Clear</a>') if query else Raw(""))
     return page(ctx, req, "Tasks", body)
+
+
+def _rows(ctx: Context, tasks: list[Task]) -> str:
+    running = _running(ctx)
+    return "".join(_cached_row(ctx, task, running) for task in tasks)
 
 
 def _known_nodes(ctx: Context) -> list[str]:
