@@ -130,7 +130,7 @@ def test_run_now_runs_on_the_tasks_own_node_by_default(web, db):
     assert run.node == "node2" and response.headers["Location"] == f"/runs/{run.id}?done=started"
     page = html.unescape(web.get(f"/tasks/{task_id}").text)
     assert "The default is node2: the task's first node" in page
-    assert 'aria-label="Run nightly now on node2"' in web.get("/").text
+    assert 'aria-label="Run now: nightly on node2"' in web.get("/").text
 
 
 def test_run_now_on_a_chosen_node(web, db):
@@ -263,8 +263,8 @@ def test_output_is_reachable_by_keyboard_and_buttons_name_their_task(web, db):
     assert re.search(r'<pre tabindex="0" aria-label="Output of run [0-9]+">fine</pre>',
                      web.get("/history").text)
     page = web.get("/").text
-    for label in ("Edit nightly", "Run nightly now on node1", "Clone nightly",
-                  "Delete nightly", "Choose nightly", "nightly: active, press to disable"):
+    for label in ("Edit nightly", "Run now: nightly on node1", "Clone nightly",
+                  "Delete nightly", "Choose nightly", "On: nightly is active, press to disable"):
         assert f'aria-label="{label}"' in page, label
 
 

@@ -20,11 +20,12 @@ def exact(instant: datetime, zone: tzinfo) -> str:
 
 
 def relative(instant: datetime, now: datetime) -> str:
-    """``in 4 min``, ``3 h ago``, ``now``: how far ``instant`` is from ``now``, rounded down."""
+    """``in 4 min``, ``3 h ago``, ``in < 1 min``, ``just now``: how far ``instant`` is from
+    ``now``, rounded down."""
     seconds = (instant - now).total_seconds()
     size = abs(seconds)
     if size < 60:
-        return "now"
+        return "in < 1 min" if seconds > 0 else "just now"
     for limit, unit, per in _STEPS:
         if size < limit:
             amount = int(size // per)

@@ -217,8 +217,8 @@ def _switch(req: Request, task: Task) -> Raw:
                   action="disable" if task.active else "enable",
                   state="on" if task.active else "off",
                   pressed="true" if task.active else "false",
-                  hint=f"{task.name}: active, press to disable" if task.active else
-                  f"{task.name}: inactive, press to enable",
+                  hint=f"On: {task.name} is active, press to disable" if task.active else
+                  f"Off: {task.name} is inactive, press to enable",
                   text="On" if task.active else "Off")
 
 
