@@ -15,6 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
+from urllib.parse import parse_qs
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,7 +25,9 @@ from picron.app import App  # noqa: E402
 from picron.config import Config  # noqa: E402
 from picron.webapp.base import Request  # noqa: E402
 from picron.webapp.login import api_token  # noqa: E402
+from picron.webapp import context  # noqa: E402
 from picron.webapp.site import Site  # noqa: E402
+from picron.webapp.views import tasks  # noqa: E402
 
 PATHS = ("/", "/api/tasks", "/history", "/?q=task-1&state=failing", "/api/runs?limit=100")
 ROUNDS = 40
@@ -36,10 +39,11 @@ def site_on(tasks: int, directory: str) -> tuple[Site, str]:
     return Site(app), "Bearer " + api_token(app.store)
 
 
-def server_time(site: Site, auth: str, target: str) -> float:
+def server_time(site: Site, auth: str, target: str, cold: bool = False) -> float:
+    if cold:
+        context._CACHE.clear()  # noqa: SLF001 - a benchmark of the miss
+        tasks._ROWS.clear()  # noqa: SLF001
     path, _, query = target.partition("?")
-    from urllib.parse import parse_qs
-
     request = Request("GET", path, parse_qs(query), {"host": "127.0.0.1",
                                                      "authorization": auth})
     started = time.perf_counter()
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", help="write the list page's profile here")
     parser.add_argument("--tasks", default="1000,10", help="task counts, comma-separated")
+    parser.add_argument("--cold", action="store_true",
+                        help="empty the web's caches before every request (the cost of a miss)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as directory:
         for tasks in (int(n) for n in args.tasks.split(",")):
@@ -60,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             for target in PATHS:
                 for _ in range(3):
                     server_time(site, auth, target)
-                times = [server_time(site, auth, target) for _ in range(ROUNDS)]
+                times = [server_time(site, auth, target, args.cold) for _ in range(ROUNDS)]
                 print(f"{tasks:>6} tasks  GET {target:<28} median "
                       f"{statistics.median(times) * 1000:6.1f} ms  "
                       f"({min(times) * 1000:.1f}–{max(times) * 1000:.1f})")
