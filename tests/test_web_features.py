@@ -197,11 +197,26 @@ def test_a_change_is_confirmed_on_the_next_page(web, db, action, notice):
 
 
 def test_a_change_from_the_list_returns_to_the_list_page_it_came_from(web, db):
+    from picron.webapp.base import Request
+    from picron.webapp.login import CSRF_COOKIE, SESSION_COOKIE
+
     task_id = create(web)
-    web.site  # the browser sends the page it was on as Referer
-    response = web._send("POST", f"/tasks/{task_id}/disable", "",
-                         f"csrf_token={web.token}".encode())
-    assert response.headers["Location"] == f"/tasks/{task_id}?done=disabled"
+
+    def disable(referer: str | None) -> str:
+        headers = {"host": "127.0.0.1:8080", "content-type": "application/x-www-form-urlencoded",
+                   "cookie": f"{CSRF_COOKIE}={web.token}; {SESSION_COOKIE}={web.session}"}
+        if referer is not None:
+            headers["referer"] = referer
+        response = web.site.handle(Request("POST", f"/tasks/{task_id}/disable", {}, headers,
+                                           f"csrf_token={web.token}".encode(),
+                                           client="127.0.0.1"))
+        assert response.status == 303
+        return response.headers["Location"]
+
+    assert disable("http://127.0.0.1:8080/?page=2&q=night&done=enabled") == \
+        f"/?page=2&q=night&done=disabled#task-{task_id}"
+    assert disable(None) == f"/tasks/{task_id}?done=disabled"
+    assert disable("http://evil.example/?page=2") == f"/tasks/{task_id}?done=disabled"
 
 
 # -- 11. the audit log says what changed and links the task ------------------------------
@@ -329,15 +344,30 @@ def test_bulk_enable_disable_and_delete_after_confirmation(web, db):
 
 
 def test_clone_fills_the_form_and_leaves_secrets_empty(web, db, clock):
-    source = db.add_task(TaskSpec("hook", "@daily", "http", ("node1",),
-                                  {"url": "https://example.org", "password": "hunter2"}),
-                         clock()) if "http" in {m.identifier for m in web.site.app.registry} \
-        else None
     task_id = create(web, name="nightly", interval="0 3 * * *")
     page = web.get(f"/tasks/{task_id}/clone").text
     assert 'value="nightly (copy)"' in page and 'value="0 3 * * *"' in page
     assert 'action="/tasks"' in page  # saving creates a new task
-    assert source is None or "hunter2" not in web.get(f"/tasks/{source.id}/clone").text
+    assert 'value="hello"' in page  # the options come along
+
+
+def test_a_clone_never_carries_a_secret(tmp_path, clock):
+    from picron.app import App
+    from picron.config import Config
+    from picron.webapp.site import Site
+    from tests.test_pages import Client
+
+    app = App(Config(database=str(tmp_path / "p.db"), node="node1", nodes=("node1",)),
+              clock=clock)  # the real modules: http has a secret option
+    client = Client(Site(app, failed_login_delay=0)).log_in()
+    store = app.open_store()
+    task = store.add_task(TaskSpec("hook", "@daily", "http", ("node1",),
+                                   {"url": "https://example.org", "headers": "X-Key: hunter2"}),
+                          clock())
+    page = client.get(f"/tasks/{task.id}/clone").text
+    assert "hunter2" not in page and "********" not in page
+    assert re.search(r'id="f-option-headers" name="option.headers" value=""', page)
+    assert 'value="https://example.org"' in page
 
 
 # -- history: filters, paging, one page per run -----------------------------------------

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from picron.describe import describe_interval
 from picron.webapp.base import Raw, Request, Response, html_response, render, template
-from picron.webapp.times import relative, time_tag
+from picron.webapp.times import relative
 
 if TYPE_CHECKING:  # annotations only: the context imports the login page, which uses this
     from picron.webapp.context import Context
