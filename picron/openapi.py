@@ -239,7 +239,9 @@ OPERATIONS = dict([
     _op("POST", "/api/tasks/{task_id}/disable", "Make a task inactive", 200, _ref("Task"),
         params=(_TASK_ID,), errors=(404,)),
     _op("POST", "/api/tasks/{task_id}/run",
-        "Run a task now, in the background (SPEC §2 rule 7)", 202, _ref("Run"),
+        "Run a task now, in the background (SPEC §2 rule 7); without `node`: on this "
+        "server's node if the task is assigned to it, else on the task's first node", 202,
+        _ref("Run"),
         body={"type": "object", "properties": {"node": _NODE}}, required_body=False,
         params=(_TASK_ID,), errors=(404, 409), headers=_LOCATION),
     _op("GET", "/api/runs", "The run history, newest first", 200, _array("Run"),

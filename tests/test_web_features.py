@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 import pytest
 
 from picron.records import TaskSpec
+from picron.webapp.base import Request
 from picron.webapp.charts import distinct_points, line_chart, time_ticks
 from tests.test_pages import create, db, task_form, web  # noqa: F401 - fixtures
 
@@ -133,6 +134,15 @@ def test_run_now_runs_on_the_tasks_own_node_by_default(web, db):
     assert 'aria-label="Run now: nightly on node2"' in web.get("/").text
 
 
+def test_the_api_runs_on_the_tasks_own_node_by_default(web, db):
+    task_id = create(web, nodes="node2")
+    answer = web.site.handle(Request(
+        "POST", f"/api/tasks/{task_id}/run", {}, {
+            "host": "127.0.0.1:8080", "content-type": "application/json",
+            "authorization": "Bearer " + web.site.app.store.get_setting("api_token")}, b"{}"))
+    assert answer.status == 202 and json.loads(answer.body)["node"] == "node2"
+
+
 def test_run_now_on_a_chosen_node(web, db):
     task_id = create(web, nodes="node1, node2")
     page = html.unescape(web.get(f"/tasks/{task_id}").text)
@@ -197,7 +207,6 @@ def test_a_change_is_confirmed_on_the_next_page(web, db, action, notice):
 
 
 def test_a_change_from_the_list_returns_to_the_list_page_it_came_from(web, db):
-    from picron.webapp.base import Request
     from picron.webapp.login import CSRF_COOKIE, SESSION_COOKIE
 
     task_id = create(web)

@@ -14,7 +14,7 @@ from picron.errors import AlreadyRunning, ValidationError
 from picron.records import RunningRun, Task
 from picron.schedule import get_zone, upcoming
 from picron.storage import TASK_SORTS, TASK_STATES
-from picron.webapp.background import start_manual_run
+from picron.webapp.background import default_node, start_manual_run
 from picron.webapp.base import Raw, Request, Response, html_response, redirect, render, template
 from picron.webapp.context import Context
 from picron.webapp.filters import list_filters
@@ -136,14 +136,6 @@ def _pager(query: dict, number: int, pages: int, shown: int, total: int, where: 
 def _running(ctx: Context) -> dict[tuple[int | None, str], RunningRun]:
     """The runs in progress by (task id, node)."""
     return {(run.task_id, run.node): run for run in ctx.store.running_runs()}
-
-
-def default_node(ctx: Context, task: Task) -> tuple[str, str]:
-    """Where "Run now" runs without a choice, and why: this node if the task is assigned
-    to it, else the task's first node."""
-    if ctx.config.node in task.nodes:
-        return ctx.config.node, "this server's node"
-    return task.nodes[0], "the task's first node (this server's node is not among its nodes)"
 
 
 def node_state(ctx: Context, task: Task, node: str,
