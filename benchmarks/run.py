@@ -275,8 +275,9 @@ def print_report(bench: Bench, rows: list[tuple]) -> None:
     header = ("figure", "measured", "baseline", "value", "target", "met")
     table = [header]
     for name, measured, baseline, value, target, unit in rows:
-        if value is None:
-            table.append((name, measured, baseline, "-", "-", "-"))
+        if value is None or target is None:
+            table.append((name, measured, baseline,
+                          "-" if value is None else _number(value, unit), "-", "-"))
             continue
         table.append((name, measured, baseline, _number(value, unit), f"≤ {target}{unit}",
                       "yes" if value <= target else "NO"))

@@ -316,7 +316,7 @@ def cmd_serve(args, app) -> int:
 
 
 def cmd_passwd(args, app) -> int:
-    from picron.auth import read_new_password, remove_password, set_password
+    from picron.webapp.login import read_new_password, remove_password, set_password
 
     if args.remove:
         removed = remove_password(app.store)
@@ -329,7 +329,7 @@ def cmd_passwd(args, app) -> int:
 
 
 def cmd_token(args, app) -> int:
-    from picron.auth import api_token
+    from picron.webapp.login import api_token
 
     print(api_token(app.store, new=args.new))
     return EXIT_OK

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the JSON API (SPEC §6), served at ``/api/openapi.json``.
 
-Built from the tables below, next to the routes of ``picron.api``: one entry per route
+Built from the tables below, next to the routes of ``picron.webapp.views.api``: one entry per route
 with its parameters, request body, success and error answers. ``tests/test_openapi.py``
 checks the document against the OpenAPI schema and against the router, both ways.
 """
@@ -10,8 +10,10 @@ import json
 
 from picron import __version__
 from picron.errors import PicronError
-from picron.sessions import SESSION_COOKIE
-from picron.webcore import Request, Response
+from picron.storage import TASK_SORTS, TASK_STATES
+from picron.webapp.filters import RUN_STATUSES, TRIGGERS
+from picron.webapp.login import SESSION_COOKIE
+from picron.webapp.base import Request, Response
 
 _TIME = {"type": "string", "format": "date-time",
          "description": "ISO 8601 in UTC with an explicit offset"}
@@ -132,11 +134,16 @@ SCHEMAS = {
                        "run_id": _NULLABLE_INT, "delivered": {}},
     },
     "Preview": {
-        "type": "object", "required": ["interval", "timezone", "description", "next", "local"],
+        "type": "object",
+        "required": ["interval", "timezone", "description", "next", "local", "display"],
         "properties": {"interval": {"type": "string"}, "timezone": {"type": "string"},
                        "description": {"type": "string"},
                        "next": {"type": "array", "items": _TIME},
-                       "local": {"type": "array", "items": {"type": "string"}}},
+                       "local": {"type": "array", "items": {"type": "string"}},
+                       "display": {"type": "array", "items": {"type": "string"},
+                                   "description": "the times as the page shows them, the "
+                                                  "zone named as the server names it "
+                                                  "(`2026-03-29 03:00 CEST`)"}},
     },
 }
 
@@ -204,9 +211,18 @@ def _op(method: str, path: str, summary: str, status: int, schema: dict | None, 
 
 _LOCATION = {"Location": {"schema": {"type": "string"}, "description": "the new resource"}}
 
-# (method, path template) -> operation; the router's patterns in picron.api must match.
+# (method, path template) -> operation; the patterns in picron.webapp.routes must match.
 OPERATIONS = dict([
-    _op("GET", "/api/tasks", "All tasks in run order", 200, _array("Task")),
+    _op("GET", "/api/tasks", "All tasks in run order, or those that match the filters",
+        200, _array("Task"), params=(
+            _param("q", "query", {"type": "string"}, "part of the name (case-insensitive)"),
+            _param("module", "query", {"type": "string"}, "only tasks of this module"),
+            _param("node", "query", _NODE, "only tasks assigned to this node"),
+            _param("state", "query", {"enum": list(TASK_STATES)},
+                   "failing (a failure streak on a node), retrying (active, failed and due "
+                   "again), running (a run in progress), inactive, active"),
+            _param("sort", "query", {"enum": [*TASK_SORTS, *(f"-{k}" for k in TASK_SORTS)]},
+                   "the order (default: run order); - before it: descending"))),
     _op("POST", "/api/tasks", "Create a task", 201, _ref("Task"), body=_ref("TaskInput"),
         errors=(409,), headers=_LOCATION),
     _op("GET", "/api/tasks/{task_id}", "One task", 200, _ref("Task"), params=(_TASK_ID,),
@@ -223,12 +239,21 @@ OPERATIONS = dict([
     _op("POST", "/api/tasks/{task_id}/disable", "Make a task inactive", 200, _ref("Task"),
         params=(_TASK_ID,), errors=(404,)),
     _op("POST", "/api/tasks/{task_id}/run",
-        "Run a task now, in the background (SPEC §2 rule 7)", 202, _ref("Run"),
+        "Run a task now, in the background (SPEC §2 rule 7); without `node`: on this "
+        "server's node if the task is assigned to it, else on the task's first node", 202,
+        _ref("Run"),
         body={"type": "object", "properties": {"node": _NODE}}, required_body=False,
         params=(_TASK_ID,), errors=(404, 409), headers=_LOCATION),
     _op("GET", "/api/runs", "The run history, newest first", 200, _array("Run"),
-        params=(_param("task", "query", {"type": "integer", "minimum": 1},
-                       "only runs of this task"), _limit(50, 1000))),
+        params=(
+            _param("task", "query", {"type": "integer", "minimum": 1}, "only runs of this task"),
+            _param("q", "query", {"type": "string"}, "part of the task's name"),
+            _param("status", "query", {"enum": list(RUN_STATUSES)}, "only runs with this status"),
+            _param("node", "query", _NODE, "only runs on this node"),
+            _param("trigger", "query", {"enum": list(TRIGGERS)}, "only scheduled or manual runs"),
+            _param("before", "query", {"type": "integer", "minimum": 1},
+                   "only runs older than this run id (the next page)"),
+            _limit(50, 1000))),
     _op("GET", "/api/runs/{run_id}", "One run", 200, _ref("Run"), params=(_RUN_ID,),
         errors=(404,)),
     _op("GET", "/api/modules", "The task modules and their option schemas", 200,
@@ -307,7 +332,7 @@ def _error_classes():
         stack.extend(cls.__subclasses__())
 
 
-def get_document(app, req: Request) -> Response:
+def get_document(ctx, req: Request) -> Response:
     """``GET /api/openapi.json``."""
     return Response(body=json.dumps(build_document(), ensure_ascii=False).encode("utf-8"),
                     content_type="application/json")

@@ -1,4 +1,4 @@
-"""``picron serve``: the HTTP server around ``picron.site.Site``, its limits, and shutdown.
+"""``picron serve``: the HTTP server around ``picron.webapp.site.Site``, its limits, and shutdown.
 
 ``http.server``'s defaults fail under load and abuse (a listen backlog of 5, no
 timeouts, one thread per connection without limit, a trusted ``Content-Length``), so
@@ -23,11 +23,11 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from picron.auth import api_token, password_hash
+from picron.webapp.login import api_token, password_hash
 from picron.errors import (ConfigError, LengthRequired, PayloadTooLarge, PicronError,
                            ValidationError)
-from picron.site import SECURITY_HEADERS, Site, is_api, parse_target, printable
-from picron.webcore import Request, Response
+from picron.webapp.site import SECURITY_HEADERS, Site, is_api, parse_target, printable
+from picron.webapp.base import Request, Response
 
 logger = logging.getLogger(__name__)
 

@@ -380,7 +380,7 @@ def test_a_body_that_is_not_json_is_415_before_the_csrf_check(site, db):
 def test_storage_errors_are_503(tmp_path, clock, registry):
     from picron.app import App
     from picron.config import Config
-    from picron.site import Site
+    from picron.webapp.site import Site
 
     bad = tmp_path / "not-a-db"
     bad.write_text("hello, I am text")
@@ -399,7 +399,7 @@ def test_page_errors_are_html_and_api_errors_json(site):
 
 
 def test_metric_labels_are_escaped():
-    from picron.metrics import escape_label
+    from picron.webapp.metrics import escape_label
 
     assert escape_label('a\\b"c\nd') == 'a\\\\b\\"c\\nd'
 

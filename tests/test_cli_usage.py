@@ -14,7 +14,7 @@ import pytest
 
 import picron
 from picron.arguments import version
-from picron.auth import password_hash
+from picron.webapp.login import password_hash
 from picron.cli import build_parser, main
 from picron.completion import bash_script
 from picron.storage import open_store

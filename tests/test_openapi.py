@@ -9,10 +9,10 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from picron.auth import set_password
+from picron.webapp.login import set_password
 from picron.errors import MethodNotAllowed, NotFound
 from picron.openapi import build_document
-from picron.webcore import Request
+from picron.webapp.base import Request
 from tests.webclient import TASK, body, call
 from tests.webfixtures import site, web_app  # noqa: F401 - fixtures
 

@@ -11,7 +11,7 @@ from picron.cli import main
 from picron.config import Config
 from picron.modules import Registry
 from picron.modules.http import Http
-from picron.site import Site
+from picron.webapp.site import Site
 from picron.tasks import PLACEHOLDER, mask_value
 from tests.conftest import FAKE_MODULES
 from tests.webclient import body, call, text, token_login

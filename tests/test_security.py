@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from picron import auth
-from picron.auth import PasswordChecker, hash_password, set_password
-from picron.sessions import safe_next
-from picron.site import SECURITY_HEADERS, Site
+from picron.webapp import login as auth
+from picron.webapp.login import PasswordChecker, hash_password, set_password
+from picron.webapp.login import safe_next
+from picron.webapp.site import SECURITY_HEADERS, Site
 from tests.webclient import (TASK, body, call, cookie_value, set_cookies, snapshot, token_login,
                               text)
 from tests.webfixtures import db, site, web_app  # noqa: F401 - fixtures
@@ -123,7 +123,7 @@ def test_storage_error_page_has_headers_too(tmp_path, clock, registry):
 
 
 def test_a_header_with_a_line_break_is_never_sent(site):
-    from picron.webcore import Response
+    from picron.webapp.base import Response
 
     site.routes.append(("GET", re.compile("/split"),
                         lambda app, req: Response(headers={"Location": "/\r\nSet-Cookie: x=1"})))
@@ -199,7 +199,7 @@ def test_repeated_failures_are_limited_per_client(locked, clock):
 
 def test_failed_logins_are_slowed(web_app, monkeypatch):
     slept = []
-    monkeypatch.setattr("picron.sessions.time.sleep", slept.append)
+    monkeypatch.setattr("picron.webapp.login.time.sleep", slept.append)
     site = Site(web_app, failed_login_delay=0.5)
     set_password(web_app.open_store(), PASSWORD)
     call(site, "GET", "/api/tasks", headers=basic(password="x"))
@@ -436,7 +436,7 @@ def test_traversal_finds_nothing(site, target):
 
 
 def test_static_files_are_served_by_exact_name(site):
-    from picron.site import STATIC_DIR
+    from picron.webapp.views.static import STATIC_DIR
 
     names = sorted(path.name for path in STATIC_DIR.iterdir() if path.is_file())
     assert names, "picron/static is empty"
@@ -470,7 +470,7 @@ def test_hash_password_is_salted():
 
 
 def test_failed_login_memory_is_bounded(clock):
-    from picron.sessions import LoginLimiter
+    from picron.webapp.login import LoginLimiter
 
     limiter = LoginLimiter(clock, max_failures=2, max_clients=3)
     for client in ("a", "b", "c", "d"):
@@ -481,7 +481,7 @@ def test_failed_login_memory_is_bounded(clock):
 
 
 def test_sessions_are_bounded_and_least_recently_used_go_first(clock):
-    from picron.sessions import SessionStore
+    from picron.webapp.login import SessionStore
 
     sessions = SessionStore(clock, limit=2)
     first, second = sessions.create("admin"), sessions.create("admin")
@@ -566,7 +566,7 @@ def test_the_token_still_works_beside_a_password(locked):
 
 
 def test_the_token_is_never_logged(site, caplog):
-    from picron.site import printable
+    from picron.webapp.site import printable
 
     token = auth.api_token(site.app.store)
     assert token not in printable(f"/login?token={token}&next=/")
@@ -601,7 +601,7 @@ def test_wrong_guesses_are_limited_across_addresses_without_locking_out(locked, 
 
 
 def test_failures_slow_the_failing_address_more_each_time(web_app, monkeypatch):
-    from picron import sessions
+    from picron.webapp import login as sessions
 
     slept = []
     monkeypatch.setattr(sessions.time, "sleep", slept.append)

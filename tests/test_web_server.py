@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from picron.auth import TOKEN_SETTING
+from picron.webapp.login import TOKEN_SETTING
 from picron.cli import main
 from picron.errors import ValidationError
-from picron.site import Site
+from picron.webapp.site import Site
 from picron.web import Scheduler, Server, is_loopback, parse_listen
 from tests.webclient import TASK, snapshot
 from tests.webfixtures import db, web_app  # noqa: F401 - fixtures

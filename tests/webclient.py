@@ -5,9 +5,9 @@ import json
 import sqlite3
 from urllib.parse import urlencode
 
-from picron.auth import api_token
-from picron.site import parse_target
-from picron.webcore import Request, Response
+from picron.webapp.login import api_token
+from picron.webapp.site import parse_target
+from picron.webapp.base import Request, Response
 
 HOST = "127.0.0.1:8080"
 

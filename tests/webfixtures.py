@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from picron.app import App
-from picron.auth import api_token
+from picron.webapp.login import api_token
 from picron.config import Config
-from picron.site import Site
+from picron.webapp.site import Site
 
 
 @pytest.fixture

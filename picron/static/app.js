@@ -1,18 +1,42 @@
 // picron: small enhancements; every page works without this file.
 // - the task form previews the next runs while the interval is typed (GET /api/preview)
 // - choosing another module re-renders the form with that module's option fields
-// - the history reloads itself while a run is still running
+// - rows and pages of runs still running refresh themselves in place
 "use strict";
+
+var REFRESH_MS = 3000;
 
 document.documentElement.classList.add("js");
 
 document.addEventListener("DOMContentLoaded", function () {
   setUpModuleSelect();
   setUpPreview();
-  if (document.querySelector("tr[data-running]")) {
-    window.setTimeout(function () { window.location.reload(); }, 2000);
-  }
+  scheduleRefresh();
 });
+
+// Every element marked data-refresh (with an id) is replaced by its new version from the
+// same page, fetched again, while any of them is still running. Nothing else changes, so
+// a half-typed filter or a focused button stays as it is.
+function scheduleRefresh() {
+  if (!document.querySelector("[data-refresh]")) return;
+  window.setTimeout(refresh, REFRESH_MS);
+}
+
+function refresh() {
+  fetch(window.location.href, {credentials: "same-origin"})
+    .then(function (response) { return response.ok ? response.text() : null; })
+    .then(function (text) {
+      if (text === null) return;
+      var fresh = new DOMParser().parseFromString(text, "text/html");
+      document.querySelectorAll("[data-refresh]").forEach(function (old) {
+        var replacement = old.id ? fresh.getElementById(old.id) : null;
+        if (replacement) old.replaceWith(document.importNode(replacement, true));
+        else old.removeAttribute("data-refresh");
+      });
+      scheduleRefresh();
+    })
+    .catch(function () { /* try again with the next page load */ });
+}
 
 function setUpModuleSelect() {
   var select = document.querySelector("select[data-module]");
@@ -60,6 +84,7 @@ function setUpPreview() {
           show([message(error, "field-error")], null, true);
           return;
         }
+        clearFieldError();
         show([timesList(result.data)], result.data.description);
       })
       .catch(function () {
@@ -85,6 +110,16 @@ function setUpPreview() {
     }
   }
 
+  // The server's message about the interval is stale once the preview finds it valid.
+  function clearFieldError() {
+    var field = interval.closest(".field");
+    var error = document.getElementById("error-interval");
+    if (error) error.remove();
+    if (field) field.classList.remove("invalid");
+    interval.removeAttribute("aria-invalid");
+    interval.removeAttribute("aria-describedby");
+  }
+
   interval.addEventListener("input", schedule);
   if (zone) zone.addEventListener("input", schedule);
 }
@@ -96,41 +131,27 @@ function message(text, className) {
   return p;
 }
 
-// The times as the zone's wall clock ("2026-03-29 03:00 CEST"), noting offset changes.
+// The times as the server shows them ("2026-03-29 03:00 CEST"), noting offset changes.
 function timesList(data) {
   var list = document.createElement("ol");
   list.className = "times";
   var previous = null;
-  (data.local || []).forEach(function (local, index) {
-    var offset = local.slice(19);  // "+02:00" after "YYYY-MM-DDTHH:MM:SS"
-    var name = zoneName(data.timezone, data.next[index]) || offset;
+  (data.display || []).forEach(function (text, index) {
+    var name = text.slice(17);  // after "YYYY-MM-DD HH:MM "
     var item = document.createElement("li");
     var time = document.createElement("time");
     time.setAttribute("datetime", data.next[index]);
-    time.textContent = local.slice(0, 10) + " " + local.slice(11, 16) + " " + name;
+    time.textContent = text;
     item.appendChild(time);
-    if (previous !== null && offset !== previous.offset) {
+    if (previous !== null && name !== previous) {
       var note = document.createElement("span");
       note.className = "dst";
-      note.textContent = "clocks change: " + previous.name + " → " + name;
+      note.textContent = "clocks change: " + previous + " → " + name;
       item.appendChild(document.createTextNode(" "));
       item.appendChild(note);
     }
-    previous = {offset: offset, name: name};
+    previous = name;
     list.appendChild(item);
   });
   return list;
-}
-
-function zoneName(zone, instant) {
-  try {
-    var parts = new Intl.DateTimeFormat("en-GB", {timeZone: zone, timeZoneName: "short"})
-      .formatToParts(new Date(instant));
-    for (var i = 0; i < parts.length; i++) {
-      if (parts[i].type === "timeZoneName") return parts[i].value;
-    }
-  } catch (error) {
-    // not a zone the browser knows: the caller falls back to the UTC offset
-  }
-  return null;
 }

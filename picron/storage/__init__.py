@@ -41,6 +41,10 @@ class SchemaBehind(StorageError):
     upgrading picron's tables would be a write (a writable open does it)."""
 
 
+TASK_STATES = ("failing", "retrying", "running", "inactive", "active")
+TASK_SORTS = ("order", "name", "module", "next", "updated")
+
+
 def is_postgres(location: str) -> bool:
     """Whether ``location`` names a PostgreSQL database (else it is a SQLite file)."""
     return location.startswith(POSTGRES_SCHEMES)
@@ -138,6 +142,28 @@ class Store(ABC):
     @abstractmethod
     def list_tasks_json(self, node: str | None = None) -> list[str]:
         """``list_tasks`` as the JSON texts of ``Task.to_json``, built by the database."""
+
+    @abstractmethod
+    def find_tasks(self, now: datetime, *, text: str = "", module: str = "", node: str = "",
+                   state: str = "", sort: str = "order", limit: int | None = None,
+                   offset: int = 0) -> tuple[list[Task], int]:
+        """One page of the tasks that match, and how many match in all (the web's list).
+
+        ``text``: part of the name (case-insensitive); ``module``, ``node``: exact;
+        ``state``: one of ``TASK_STATES`` (``retrying``: active, failed and due again
+        at ``now``); ``sort``: a key of ``TASK_SORTS``, ``-`` before it for descending.
+        """
+
+    @abstractmethod
+    def find_tasks_json(self, now: datetime, *, text: str = "", module: str = "",
+                        node: str = "", state: str = "", sort: str = "order") -> list[str]:
+        """``find_tasks`` (all that match) as the JSON texts of ``Task.to_json``."""
+
+    @abstractmethod
+    def data_version(self) -> tuple:
+        """A cheap value that changes whenever a task or its run state changes (every task
+        change is audited; every run starts with a new id and ends leaving ``running``):
+        what the web's caches are keyed by."""
 
     @abstractmethod
     def task_position(self, task: Task) -> int:
@@ -260,6 +286,13 @@ class Store(ABC):
         """The run history, newest first; ``task_name``: the kept runs of a deleted task."""
 
     @abstractmethod
+    def find_runs(self, *, task_id: int | None = None, text: str = "", status: str = "",
+                  node: str = "", trigger: str = "", before: int | None = None,
+                  limit: int = 50) -> list[Run]:
+        """The run history, newest first, filtered: ``text`` is part of the task's name
+        (case-insensitive), ``before`` a run id (the runs older than it: the next page)."""
+
+    @abstractmethod
     def get_run(self, run_id: int) -> Run:
         """One run; raises ``NotFound``."""
 
@@ -327,8 +360,8 @@ class Store(ABC):
         """Remove a setting; False if it was not set."""
 
     @abstractmethod
-    def list_audit(self, limit: int = 100) -> list[AuditEntry]:
-        """The audit log, newest first."""
+    def list_audit(self, limit: int = 100, task_id: int | None = None) -> list[AuditEntry]:
+        """The audit log, newest first; only one task's entries given ``task_id``."""
 
     @abstractmethod
     def add_event(self, at: datetime, event: str, task_id: int | None, task_name: str,

@@ -93,6 +93,47 @@ class SqlStore(Store):
         return self._build_tasks(self._all(f"select * from task order by ordering, id{page}",
                                            params), node)
 
+    def find_tasks(self, now: datetime, *, text: str = "", module: str = "", node: str = "",
+                   state: str = "", sort: str = "order", limit: int | None = None,
+                   offset: int = 0) -> tuple[list[Task], int]:
+        where, params = self._task_filter(now, text, module, node, state)
+        total = self._one(f"select count(*) from task t{where}", params)[0]
+        page = (f" limit {self._NO_LIMIT} offset ?", (offset,)) if limit is None \
+            else (" limit ? offset ?", (limit, offset))
+        rows = self._all(f"select t.* from task t{where} order by {_task_order(sort)}{page[0]}",
+                         (*params, *page[1]))
+        return self._build_tasks(rows), total
+
+    def find_tasks_json(self, now: datetime, *, text: str = "", module: str = "",
+                        node: str = "", state: str = "", sort: str = "order") -> list[str]:
+        where, params = self._task_filter(now, text, module, node, state)
+        return [row[0] for row in self._all(
+            f"{self._task_json_sql()}{where} order by {_task_order(sort)}", params)]
+
+    def _task_filter(self, now: datetime, text: str, module: str, node: str,
+                     state: str) -> tuple[str, tuple]:
+        """The ``where`` clause (on ``task t``) and parameters of ``find_tasks``."""
+        clauses, params = [], []
+        if text:
+            clauses.append("lower(t.name) like ? escape '\\'")
+            params.append(_like(text))
+        if module:
+            clauses.append("t.taskmodule = ?")
+            params.append(module)
+        if node:
+            clauses.append("exists (select 1 from task_node n where n.task_id = t.id"
+                           " and n.node = ?)")
+            params.append(node)
+        if state in _TASK_STATE_SQL:
+            sql, values = _TASK_STATE_SQL[state]
+            clauses.append(sql)
+            params.extend(values(self, now))
+        return (f" where {' and '.join(clauses)}" if clauses else ""), tuple(params)
+
+    def data_version(self) -> tuple:
+        return tuple(self._one("select (select max(id) from audit), (select max(id) from run),"
+                               " (select count(*) from run where status = 'running')"))
+
     def task_position(self, task: Task) -> int:
         return self._one("select count(*) from task where ordering < ?"
                          " or (ordering = ? and id < ?)",
@@ -153,7 +194,8 @@ class SqlStore(Store):
             self._exec("delete from task_option where task_id = ?", (task_id,))
             self._write_options(task_id, spec.options)
             self._write_nodes(task_id, spec, now, self._node_states(task_id))
-            self._audit(now, actor, action, task_id, spec.name)
+            self._audit(now, actor, action, task_id,
+                        f"{spec.name}: {_changes(stored.spec, spec)}")
             return self.get_task(task_id)
 
     def set_active(self, task_id: int, active: bool, now: datetime,
@@ -441,6 +483,29 @@ class SqlStore(Store):
             message = f"{truncate_message(row[0], room)}\n{line}" if row[0] else line
             self._exec("update run set message = ? where id = ?", (message, run_id))
 
+    def find_runs(self, *, task_id: int | None = None, text: str = "", status: str = "",
+                  node: str = "", trigger: str = "", before: int | None = None,
+                  limit: int = 50) -> list[Run]:
+        clauses, params = [], []
+        for column, value in (("run.status", status), ("run.node", node),
+                              ("run.trigger", trigger)):
+            if value:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if task_id is not None:
+            clauses.append("run.task_id = ?")
+            params.append(task_id)
+        if text:
+            clauses.append("lower(coalesce(task.name, run.task_name)) like ? escape '\\'")
+            params.append(_like(text))
+        if before is not None:
+            clauses.append("run.id < ?")
+            params.append(before)
+        where = f" where {' and '.join(clauses)}" if clauses else ""
+        rows = self._all(f"{_RUN_SELECT}{where} order by run.id desc limit ?",
+                         (*params, limit))
+        return [_run(row) for row in rows]
+
     def get_run(self, run_id: int) -> Run:
         row = self._one(f"{_RUN_SELECT} where run.id = ?", (run_id,))
         if row is None:
@@ -522,9 +587,10 @@ class SqlStore(Store):
         with self.transaction():
             return self._exec("delete from setting where key = ?", (key,)) > 0
 
-    def list_audit(self, limit: int = 100) -> list[AuditEntry]:
+    def list_audit(self, limit: int = 100, task_id: int | None = None) -> list[AuditEntry]:
+        where, params = ("", ()) if task_id is None else (" where task_id = ?", (task_id,))
         rows = self._all("select id, at, actor, action, task_id, detail from audit"
-                         " order by id desc limit ?", (limit,))
+                         f"{where} order by id desc limit ?", (*params, limit))
         return [AuditEntry(id=r[0], at=from_db(r[1]), actor=r[2], action=r[3], task_id=r[4],
                            detail=r[5]) for r in rows]
 
@@ -581,3 +647,55 @@ def _run(row) -> Run:
     return Run(id=row["id"], task_id=row["task_id"], task=row["name"], node=row["node"],
                trigger=row["trigger"], status=row["status"], start=from_db(row["start_at"]),
                end=from_db(row["end_at"]), duration=row["duration"], message=row["message"])
+
+
+# -- filters of the web's lists (portable SQL: PostgreSQL reuses them) --------------------
+
+_TASK_ORDERS = {"order": "t.ordering{d}, t.id{d}", "name": "t.name{d}, t.id",
+                "module": "t.taskmodule{d}, t.ordering, t.id",
+                "updated": "t.last_update{d}, t.id",
+                "next": "(select min(n.next_run_at) from task_node n where n.task_id = t.id){d},"
+                        " t.ordering, t.id"}
+_TASK_STATE_SQL = {
+    "inactive": ("t.active = ?", lambda store, now: (store._flag(False),)),
+    "active": ("t.active = ?", lambda store, now: (store._flag(True),)),
+    "failing": ("exists (select 1 from task_node n where n.task_id = t.id"
+                " and n.failure_streak > 0)", lambda store, now: ()),
+    "retrying": ("t.active = ? and exists (select 1 from task_node n where n.task_id = t.id"
+                 " and n.failure_streak > 0 and n.next_run_at <= ?)",
+                 lambda store, now: (store._flag(True), to_db(now))),
+    "running": ("exists (select 1 from run r where r.task_id = t.id and r.status = 'running')",
+                lambda store, now: ()),
+}
+
+
+def _changes(old: TaskSpec, new: TaskSpec) -> str:
+    """What an edit changed, for the audit log: ``interval */5 * * * * → */10 * * * *``;
+    options only by name (a value may be a secret)."""
+    parts = []
+    for name in TaskSpec.__dataclass_fields__:
+        before, after = getattr(old, name), getattr(new, name)
+        if before == after:
+            continue
+        if name == "options":
+            keys = sorted(k for k in before.keys() | after.keys()
+                          if before.get(k) != after.get(k))
+            parts.append(f"options {', '.join(keys)} changed")
+        else:
+            show = (lambda v: ",".join(v) if isinstance(v, tuple) else
+                    "-" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+            parts.append(f"{name} {show(before)} → {show(after)}")
+    return "; ".join(parts)
+
+
+def _like(text: str) -> str:
+    """A ``like`` pattern (with ``escape '\\'``) for "contains ``text``", lower case."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _task_order(sort: str) -> str:
+    """The ``order by`` of a sort key (``-name``: descending); unknown keys: run order."""
+    key = sort.removeprefix("-")
+    return _TASK_ORDERS.get(key, _TASK_ORDERS["order"]).format(
+        d=" desc" if sort.startswith("-") and key in _TASK_ORDERS else "")

@@ -230,7 +230,7 @@ def test_s4_session_cookies(serve):
 
 
 def test_s4_idle_timeout(site, web_app, clock):
-    from picron.auth import set_password
+    from picron.webapp.login import set_password
 
     set_password(web_app.open_store(), PASSWORD)
     page = call(site, "GET", "/login", token=False)

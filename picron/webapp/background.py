@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from picron.records import Claim, Run
+from picron.records import Claim, Run, Task
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +52,25 @@ class BackgroundRuns:
                 self._threads.discard(threading.current_thread())
 
 
-def start_manual_run(app, task_id: int, node: str | None = None) -> Run:
+def default_node(ctx, task: Task) -> tuple[str, str]:
+    """Where "Run now" runs without a choice, and why: this node if the task is assigned
+    to it, else the task's first node."""
+    if ctx.config.node in task.nodes:
+        return ctx.config.node, "this server's node"
+    return task.nodes[0], "the task's first node (this server's node is not among its nodes)"
+
+
+def start_manual_run(ctx, task_id: int, node: str | None = None) -> Run:
     """Claim a manual run of a task and execute it in the background; returns its record.
 
-    ``app`` is a request's view (``picron.site.RequestApp``); its ``background`` runs the
-    claim.
-    Raises ``NotFound`` or ``AlreadyRunning`` (SPEC §2 rule 6) before anything starts.
+    ``ctx`` is the request's ``picron.webapp.context.Context``; its ``background`` runs
+    the claim.
+    Without ``node`` it runs where ``default_node`` says (never on a node the task is not
+    assigned to, unless asked). Raises ``NotFound`` or ``AlreadyRunning`` (SPEC §2 rule 6)
+    before anything starts.
     """
-    app.store.get_task(task_id)  # NotFound before anything is written
-    claim = app.runner().claim_manual(task_id, node)
-    app.background.start(claim)
-    return app.store.get_run(claim.run_id)
+    task = ctx.store.get_task(task_id)  # NotFound before anything is written
+    claim = ctx.runner().claim_manual(task_id, node or default_node(ctx, task)[0])
+    run = ctx.store.get_run(claim.run_id)  # read before it starts: the 202 says "running"
+    ctx.background.start(claim)
+    return run

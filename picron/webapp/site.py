@@ -1,9 +1,10 @@
 """The web application without sockets: ``Site.handle(Request) -> Response``.
 
 It owns everything between the HTTP adapter (``picron.web``) and the handlers of
-``picron.api`` and ``picron.pages``: the routing table, the Host allowlist, who is
-logged in (with ``picron.sessions``), CSRF, body parsing, error answers and the security
-headers every response carries.
+``picron.webapp.views`` (found through ``picron.webapp.routes``): the Host allowlist, who
+is logged in (with ``picron.webapp.login``), CSRF, body parsing, error answers and the
+security headers every response carries. Handlers get ``(ctx: Context, req: Request,
+**params)``.
 
 Cross-site request forgery, decided per request that changes state (POST, PUT,
 PATCH, DELETE):
@@ -32,26 +33,25 @@ import json
 import logging
 import re
 import threading
-from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote_to_bytes, urlsplit
+from urllib.parse import parse_qs, quote, unquote_to_bytes, urlencode, urlsplit
 
-from picron import api, pages
-from picron.auth import (ADMIN_USER, parse_basic, parse_bearer, password_hash, stored_token,
-                         token_matches)
-from picron.background import BackgroundRuns
-from picron.errors import (Forbidden, MethodNotAllowed, NotFound, PicronError, Unauthorized,
-                           UnsupportedMediaType, ValidationError)
-from picron.sessions import (CSRF_COOKIE, FAILED_LOGIN_DELAY, TOKEN_USER, Logins, cookie,
-                             is_token, new_token, parse_cookies)
-from picron.webcore import Request, Response, html_response, json_response, redirect, render
+from picron.errors import (Forbidden, MethodNotAllowed, PicronError, Unauthorized, UnsupportedMediaType,
+                           ValidationError)
+from picron.webapp.background import BackgroundRuns
+from picron.webapp.base import Request, Response, html_response, json_response, redirect, render
+from picron.webapp.context import Context, StorePool
+from picron.webapp.layout import error_page
+from picron.webapp.login import (ADMIN_USER, CSRF_COOKIE, FAILED_LOGIN_DELAY, TOKEN_USER, Logins,
+                                 cookie, is_token, new_token, parse_basic, parse_bearer,
+                                 parse_cookies, password_hash, stored_token, token_matches)
+from picron.webapp.routes import PUBLIC, ROUTES, resolve
+from picron.webapp.views.api import is_json
+from picron.webapp.views.prefs import viewer_zone
+from picron.webapp.views.static import static_file
 
 logger = logging.getLogger(__name__)
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-STATIC_DIR = Path(__file__).parent / "static"
-STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon",
-                ".txt": "text/plain; charset=utf-8"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                                "script-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -73,36 +73,6 @@ _TOKEN_PARAMETER = re.compile(r"((?:^|[?&;])token=)[^&;\s\"]*", re.IGNORECASE)
 
 
 
-class RequestApp:
-    """The ``App`` as one request sees it: shared config, registry and clock; its own store.
-
-    The store (one SQLite connection) is opened on first use and closed by ``close``;
-    ``background`` executes manual runs (``picron.background``).
-    """
-
-    def __init__(self, app, background: BackgroundRuns) -> None:
-        self._app = app
-        self._store = None
-        self.background = background
-
-    def __getattr__(self, name: str):
-        return getattr(self._app, name)
-
-    @property
-    def store(self):
-        if self._store is None:
-            self._store = self._app.open_store()
-        return self._store
-
-    def runner(self, store=None):
-        return self._app.runner(store or self.store)
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-
 class Site:
     """Routes requests to handlers behind the Host check, the login and the CSRF check.
 
@@ -118,14 +88,11 @@ class Site:
             _host_key(name) for name in (*LOOPBACK_HOSTS, listen_host, *app.config.allowed_hosts))
         self.logins = Logins(app.clock, failed_login_delay)
         self.background = BackgroundRuns(app)
+        self.stores = StorePool(app)
         self._holding = False
         self._writes = threading.Lock()
-        own = [("GET", "/login", self.logins.page), ("POST", "/login", self.logins.login),
-               ("POST", "/logout", self.logins.logout),
-               ("GET", r"/static/(?P<name>[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99})", static_file)]
-        self.routes = [*api.ROUTES, *pages.ROUTES,
-                       *((method, re.compile(path), handler) for method, path, handler in own)]
-        self.public = {self.logins.page, self.logins.login, static_file}
+        self.routes = list(ROUTES)  # tests may add their own
+        self.public = PUBLIC
 
     # -- the request cycle --------------------------------------------------------------
 
@@ -135,15 +102,18 @@ class Site:
             req.cookies = parse_cookies(req.headers.get("cookie"))
         presented = req.cookies.get(CSRF_COOKIE)
         req.csrf_token = double_submit = presented if is_token(presented) else new_token()
-        view = RequestApp(self.app, self.background)
+        view = Context(self.app, self.background, self.logins, viewer_zone(req), self.stores)
+        healthy = False  # whether the request's store may serve another request
         try:
             self._hold_database()
             response = self._handle(view, req)
+            healthy = True
         except Exception as error:
+            healthy = isinstance(error, PicronError) and error.http_status < 500
             response = self.error_response(req, error)
         finally:
             try:
-                view.close()
+                view.close(reuse=healthy)
             except PicronError:
                 logger.warning("could not close a database connection", exc_info=True)
         if double_submit != presented:
@@ -158,48 +128,34 @@ class Site:
             self.app.store  # noqa: B018 - opening it is the point
             self._holding = True
 
-    def _handle(self, app: RequestApp, req: Request) -> Response:
+    def _handle(self, ctx: Context, req: Request) -> Response:
         self._check_host(req)
         handler, params = self._route(req)
         if handler is static_file:
-            return handler(app, req, **params)
-        kind = self._authenticate(app, req)
+            return handler(ctx, req, **params)
+        kind = self._authenticate(ctx, req)
         if kind is None and handler not in self.public:
             if is_api(req.path):
                 raise Unauthorized("log in first: send Authorization: Bearer with the API "
                                    "token (picron token prints it), or a session cookie")
             return redirect("/login?next=" + quote(_target(req), safe="/"))
         if is_api(req.path) and req.method in STATE_CHANGING and _declares_body(req) \
-                and not api.is_json(req):
+                and not is_json(req):
             raise UnsupportedMediaType("the request body must be JSON "
                                        "(Content-Type: application/json)")
         parse_body(req)
         if req.method not in STATE_CHANGING:
-            return handler(app, req, **params)
+            return handler(ctx, req, **params)
         self._check_csrf(req, kind)
         if handler in self.public:
-            return handler(app, req, **params)
+            return handler(ctx, req, **params)
         # One writer at a time in this process: SQLite's busy handler polls with sleeps
         # of up to 100 ms, so writers competing for its lock wait unfairly long (W1).
         with self._writes:
-            return handler(app, req, **params)
+            return handler(ctx, req, **params)
 
     def _route(self, req: Request):
-        method = "GET" if req.method == "HEAD" else req.method
-        allowed = []
-        for route_method, pattern, handler in self.routes:
-            match = pattern.fullmatch(req.path)
-            if match is None:
-                continue
-            if route_method == method:
-                return handler, match.groupdict()
-            allowed.append(route_method)
-        if allowed:
-            if "GET" in allowed:
-                allowed.append("HEAD")
-            raise MethodNotAllowed(f"{req.method} is not allowed here",
-                                   allow=tuple(dict.fromkeys(allowed)))
-        raise NotFound(f"no page at {req.path[:200]}")
+        return resolve(self.routes, req.method, req.path)
 
     def error_response(self, req: Request, error: Exception) -> Response:
         """The answer for an error: SPEC §6 JSON under /api and /metrics, else an HTML page."""
@@ -214,7 +170,7 @@ class Site:
                     'Bearer realm="picron", Basic realm="picron", charset="UTF-8"'
         else:
             try:
-                response = pages.error_page(req, error.http_status, error.message)
+                response = error_page(req, error.http_status, error.message)
             except Exception:
                 logger.exception("the error page failed")
                 response = html_response(render("<!doctype html><title>$s</title><p>$m</p>",
@@ -244,20 +200,20 @@ class Site:
                                   f"{(host or '')[:100]!r}; add it to allowed_hosts in the "
                                   "config to allow it", field="host")
 
-    def _authenticate(self, app: RequestApp, req: Request) -> str | None:
+    def _authenticate(self, ctx: Context, req: Request) -> str | None:
         """Set ``req.user`` (and the session's CSRF token); returns how the request logged in.
 
         ``"token"`` (``Authorization: Bearer``), ``"session"``, ``"basic"`` (only once a
         password is set), or None: SPEC §6 trusts no request for where it comes from.
         """
-        token = stored_token(app.store)
+        token = stored_token(ctx.store)
         presented = parse_bearer(req.headers.get("authorization"))
         if presented is not None:
             if not token_matches(presented, token):
                 raise Unauthorized("wrong API token (picron token prints the current one)")
             req.user = TOKEN_USER
             return "token"
-        stored = password_hash(app.store)
+        stored = password_hash(ctx.store)
         session = self.logins.session(req, stored, token)
         if session is not None:
             req.user, req.csrf_token = session.user, session.csrf_token
@@ -281,27 +237,12 @@ class Site:
         if token and hmac.compare_digest(token.encode("utf-8", "replace"),
                                          req.csrf_token.encode()):
             return
-        if kind == "basic" and (req.method != "POST" or api.is_json(req)):
+        if kind == "basic" and (req.method != "POST" or is_json(req)):
             return
         if is_api(req.path):
             raise Forbidden("missing or wrong CSRF token: send the X-CSRF-Token header, or "
                             "use Authorization: Bearer with the API token")
         raise Forbidden("missing or wrong CSRF token; reload the page and try again")
-
-
-def static_file(app, req: Request, name: str) -> Response:
-    """A file of ``picron/static`` by its exact name; nothing else is ever read."""
-    if name.startswith(".") or name not in _static_names():
-        raise NotFound(f"no file {name!r}")
-    return Response(body=(STATIC_DIR / name).read_bytes(),
-                    content_type=STATIC_TYPES.get(Path(name).suffix, "application/octet-stream"))
-
-
-def _static_names() -> set[str]:
-    try:
-        return {path.name for path in STATIC_DIR.iterdir() if path.is_file()}
-    except OSError:
-        return set()
 
 
 # -- parsing --------------------------------------------------------------------------
@@ -370,8 +311,6 @@ def is_api(path: str) -> bool:
 def _target(req: Request) -> str:
     if not req.query:
         return req.path
-    from urllib.parse import urlencode
-
     return f"{req.path}?{urlencode(req.query, doseq=True)}"
 
 

@@ -5,7 +5,7 @@ from string import Template
 
 import pytest
 
-from picron.webcore import Raw, redirect, render
+from picron.webapp.base import Raw, redirect, render
 
 
 def test_values_are_escaped_unless_raw():

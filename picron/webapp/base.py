@@ -1,8 +1,9 @@
 """What page and API handlers see of HTTP: ``Request``, ``Response`` and escaping templates.
 
-Handlers are plain functions ``(app, req, **params) -> Response``; ``picron.web`` turns
-sockets into ``Request`` objects and ``Response`` objects into bytes. Templates escape
-every value unless it is wrapped in ``Raw`` (a fragment we built ourselves).
+Handlers are plain functions ``(ctx, req, **params) -> Response``; ``picron.web`` turns
+sockets into ``Request`` objects and ``Response`` objects into bytes. The page templates
+are files in ``templates/``, apart from the handlers; ``render`` escapes every value
+unless it is wrapped in ``Raw`` (a fragment we built ourselves).
 """
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import html
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from string import Template
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
 class Raw(str):
@@ -35,6 +39,12 @@ def render(template: str | Template, **values: object) -> Raw:
     escaped = {key: value if isinstance(value, Raw) else html.escape(str(value), quote=True)
                for key, value in values.items()}
     return Raw(_format_pattern(text).format_map(escaped))
+
+
+@lru_cache(maxsize=None)
+def template(name: str) -> str:
+    """The text of ``templates/NAME`` (``$name`` placeholders for ``render``), read once."""
+    return (TEMPLATE_DIR / name).read_text(encoding="utf-8")
 
 
 @lru_cache(maxsize=1024)
