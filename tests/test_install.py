@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # what README's `python3` is on Debian and Ubuntu
 LOCATIONS = ("/opt/picron", "/usr/local/bin", "/etc/picron", "/etc/cron.d",
              "/etc/bash_completion.d", "/var/lib/picron")
-SOURCES = ("pyproject.toml", "README.md", "picron", "cron.d", "systemd")
+SOURCES = ("pyproject.toml", "README.md", "picron", "scripts", "cron.d", "systemd")
 # Where installed distributions are found to copy: this test's environment, then Debian's
 # (python3-wheel: setuptools builds the wheel of `pip install .` with it).
 SEARCH_PATH = [*sys.path, "/usr/lib/python3/dist-packages"]
