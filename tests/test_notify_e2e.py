@@ -19,7 +19,7 @@ from picron.records import TaskSpec
 from picron.runner import Runner
 from picron.storage import open_store
 from tests.conftest import FAKE_MODULES
-from tests.test_notify import HttpReceiver, SmtpSink
+from tests.test_notify import HttpReceiver, SmtpSink, receiver, sink  # noqa: F401 - fixtures
 from tests.test_pages import Client, task_form
 from tests.webclient import TASK, body, call, text
 from tests.webfixtures import db, site, web_app  # noqa: F401 - fixtures
@@ -43,20 +43,6 @@ class Scripted(TaskModule):
 def scripted():
     Scripted.outcomes = []
     return Registry(modules={**FAKE_MODULES, "scripted": Scripted})
-
-
-@pytest.fixture
-def receiver(request):
-    server = HttpReceiver(getattr(request, "param", "ok"))
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def sink():
-    server = SmtpSink()
-    yield server
-    server.close()
 
 
 def add(store, clock, name="backup", module="scripted", nodes=("node1",), **fields):
