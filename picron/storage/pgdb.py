@@ -243,7 +243,9 @@ def redact(location: str) -> str:
 
 def connection_error(error: psycopg.Error, location: str) -> StorageError:
     """A failed connection: one line naming the server, never the password."""
-    text = re.sub(r"^.*? failed: (FATAL: +)?", "", _first_line(error))
+    text = re.sub(r"^(connection failed: )?(connection is bad: )?(connection to server .*? failed: )?"
+                  r"(FATAL: +)?",
+                  "", _first_line(error))
     return StorageError(f"database server {_server(location)}: cannot connect: {text}")
 
 
