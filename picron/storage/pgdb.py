@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import re
 
-import psycopg
+from picron.errors import StorageError
+
+try:
+    import psycopg
+except ImportError:
+    raise StorageError("a postgresql:// database needs PostgreSQL support: "
+                       "pip install 'picron[postgres]'") from None
 from psycopg import errors as pgerrors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import IntDumper
-
-from picron.errors import StorageError
 
 # Session settings (milliseconds), sent in the startup packet: no extra round trip.
 LOCK_TIMEOUT_MS = 5000           # as SQLite's busy timeout
@@ -146,9 +150,8 @@ MIGRATIONS = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# Every table picron creates, parents first (copies insert in this order).
-TABLES = ("task", "task_option", "task_node", "run", "tick", "counter", "stat", "audit",
-          "setting", "event")
+# The tables whose ids come from a sequence.
+ID_TABLES = ("task", "run", "stat", "audit", "event")
 
 
 class _BoolAsInt(IntDumper):
