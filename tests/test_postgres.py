@@ -44,7 +44,7 @@ def spec(name: str = "t", **changes) -> TaskSpec:
 
 def test_sqlite_placeholders_become_psycopg_ones():
     pytest.importorskip("psycopg")
-    from picron.storage.postgres import translate
+    from picron.storage.pgdb import translate
 
     assert translate("select * from t where a = ? and b = :name") == \
         "select * from t where a = %s and b = %(name)s"

@@ -19,8 +19,11 @@ server after ``idle_in_transaction_session_timeout``, and no statement runs long
 from __future__ import annotations
 
 import re
+import time
+from functools import lru_cache
 
 from picron.errors import StorageError
+from picron.storage import rules
 
 try:
     import psycopg
@@ -282,3 +285,50 @@ def storage_error(error: psycopg.Error, where: str = "database") -> StorageError
         return StorageError(f"{where}: connection to the database server lost: "
                             f"{_first_line(error)}")
     return StorageError(f"{where}: {_first_line(error)}")
+
+
+# A string literal or quoted name (copied as is), a cast, a placeholder, or a "%".
+_TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|::|\?|:([A-Za-z_]\w*)|%""")
+
+
+@lru_cache(maxsize=512)
+def translate(sql: str) -> str:
+    """SQLite's placeholders in psycopg's spelling: ``?`` -> ``%s``, ``:name`` ->
+    ``%(name)s``, a literal ``%`` -> ``%%``; literals and ``::`` casts are left alone."""
+    def replace(match: re.Match) -> str:
+        token = match.group(0)
+        if token == "?":
+            return "%s"
+        if token == "%":
+            return "%%"
+        if match.group(1):
+            return f"%({match.group(1)})s"
+        return token
+    return _TOKEN.sub(replace, sql)
+
+
+_IDLE = (
+    f"with look (busy) as ({rules.ANYTHING_TO_DO}),"
+    " recorded as (insert into tick (node, at) select ?, ? from look"
+    f" where not busy and (select version from {VERSION_TABLE}) = ?"
+    " on conflict (node) do update set at = excluded.at returning 1)"
+    " select count(*) from recorded")
+
+
+def tick_is_idle(location: str, node: str) -> bool:
+    """Record a tick on ``node`` and return True if nothing is due, running or in the
+    future there: one connection and one statement (the look and the tick's upsert).
+
+    Returns False when the full tick has to look (including an old or missing schema,
+    whose error the full tick reports). Raises ``StorageError`` when the server cannot be
+    reached, so that a down server is not waited for twice.
+    """
+    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())  # as schedule.to_db
+    conn = connect(location)
+    try:
+        with conn:
+            recorded = conn.execute(translate(_IDLE), (node, now, node, now, node, now,
+                                                       SCHEMA_VERSION)).fetchone()[0]
+        return recorded == 1
+    except psycopg.Error:
+        return False

@@ -1,41 +1,20 @@
-"""The PostgreSQL backend: ``PostgresStore`` and the idle look of a cron tick.
+"""The PostgreSQL backend: ``PostgresStore``.
 
 Imported only for a ``postgresql://`` location (``picron.storage.open_store``). The domain
 queries are ``SqlStore``'s, written once with SQLite's ``?``/``:name`` placeholders; this
 module translates them for psycopg and supplies the few expressions the two dialects spell
-differently. Connections, migrations and the write lock are in ``picron.storage.pgdb``.
+differently. Connections, migrations, the write lock and the idle look of a cron tick
+(which must not import the store) are in ``picron.storage.pgdb``.
 """
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
-from functools import lru_cache
 
-from picron.storage import pgdb, rules
-from picron.storage.pgdb import psycopg
+from picron.storage import pgdb
+from picron.storage.pgdb import psycopg, translate
 from picron.storage.sql import SqlStore
-
-# A string literal or quoted name (copied as is), a cast, a placeholder, or a "%".
-_TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|::|\?|:([A-Za-z_]\w*)|%""")
-
-
-@lru_cache(maxsize=512)
-def translate(sql: str) -> str:
-    """SQLite's placeholders in psycopg's spelling: ``?`` -> ``%s``, ``:name`` ->
-    ``%(name)s``, a literal ``%`` -> ``%%``; literals and ``::`` casts are left alone."""
-    def replace(match: re.Match) -> str:
-        token = match.group(0)
-        if token == "?":
-            return "%s"
-        if token == "%":
-            return "%%"
-        if match.group(1):
-            return f"%({match.group(1)})s"
-        return token
-    return _TOKEN.sub(replace, sql)
 
 
 class Row(tuple):
@@ -58,33 +37,6 @@ def row_factory(cursor):
     names = {column.name: index for index, column in enumerate(cursor.description or ())}
     shaped = type("Row", (Row,), {"__slots__": (), "names": names})
     return shaped
-
-
-_IDLE = (
-    f"with look (busy) as ({rules.ANYTHING_TO_DO}),"
-    " recorded as (insert into tick (node, at) select ?, ? from look"
-    f" where not busy and (select version from {pgdb.VERSION_TABLE}) = ?"
-    " on conflict (node) do update set at = excluded.at returning 1)"
-    " select count(*) from recorded")
-
-
-def tick_is_idle(location: str, node: str) -> bool:
-    """Record a tick on ``node`` and return True if nothing is due, running or in the
-    future there: one connection and one statement (the look and the tick's upsert).
-
-    Returns False when the full tick has to look (including an old or missing schema,
-    whose error the full tick reports). Raises ``StorageError`` when the server cannot be
-    reached, so that a down server is not waited for twice.
-    """
-    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())  # as schedule.to_db
-    conn = pgdb.connect(location)
-    try:
-        with conn:
-            recorded = conn.execute(translate(_IDLE), (node, now, node, now, node, now,
-                                                       pgdb.SCHEMA_VERSION)).fetchone()[0]
-        return recorded == 1
-    except psycopg.Error:
-        return False
 
 
 class PostgresStore(SqlStore):
