@@ -252,10 +252,11 @@ def connection_error(error: psycopg.Error, location: str) -> StorageError:
     text = re.sub(r"^(connection failed: )?(connection is bad: )?(connection to server .*? failed: )?"
                   r"(FATAL: +)?",
                   "", _first_line(error))
-    return StorageError(f"database server {_server(location)}: cannot connect: {text}")
+    return StorageError(f"database server {server_name(location)}: cannot connect: {text}")
 
 
-def _server(location: str) -> str:
+def server_name(location: str) -> str:
+    """``host:port`` of a location (never the password), for messages."""
     try:
         params = conninfo_to_dict(location)
     except psycopg.Error:
@@ -282,8 +283,7 @@ def storage_error(error: psycopg.Error, where: str = "database") -> StorageError
         return StorageError(f"{where}: a statement took too long and was cancelled; try again")
     if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError,
                           pgerrors.IdleInTransactionSessionTimeout)):
-        return StorageError(f"{where}: connection to the database server lost: "
-                            f"{_first_line(error)}")
+        return StorageError(f"{where}: connection lost: {_first_line(error)}")
     return StorageError(f"{where}: {_first_line(error)}")
 
 

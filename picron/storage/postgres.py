@@ -8,6 +8,8 @@ differently. Connections, migrations, the write lock and the idle look of a cron
 """
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
@@ -39,13 +41,56 @@ def row_factory(cursor):
     return shaped
 
 
+# Sessions of closed stores, by location, for the next store of this process.
+IDLE_SESSIONS = 8
+_idle: dict[str, list] = {}
+_idle_pid = os.getpid()
+_idle_lock = threading.Lock()
+_inherited: list = []  # a forked child's copies of its parent's sessions: never touched
+
+
+def _reuse(location: str) -> psycopg.Connection | None:
+    """A kept session of ``location`` that still answers on the current schema, or None."""
+    global _idle, _idle_pid
+    while True:
+        with _idle_lock:
+            if _idle_pid != os.getpid():  # a forked child: using or closing the parent's
+                _inherited.append(_idle)  # sessions would end them under the parent
+                _idle, _idle_pid = {}, os.getpid()
+            sessions = _idle.get(location)
+            if not sessions:
+                return None
+            conn = sessions.pop()
+        try:  # the server may have restarted, a newer picron migrated meanwhile
+            version = conn.execute(f"select version from {pgdb.VERSION_TABLE}").fetchone()
+            if version[0] == pgdb.SCHEMA_VERSION:
+                return conn
+        except psycopg.Error:
+            pass
+        conn.close()
+
+
+def _keep(location: str, conn: psycopg.Connection) -> None:
+    """Keep a closed store's session for reuse, or close it."""
+    with _idle_lock:
+        if (_idle_pid == os.getpid() and not conn.closed and not conn.broken
+                and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
+            sessions = _idle.setdefault(location, [])
+            if len(sessions) < IDLE_SESSIONS:
+                sessions.append(conn)
+                return
+    conn.close()
+
+
 class PostgresStore(SqlStore):
     """The picron database in PostgreSQL, shared by every node (SPEC §3).
 
-    One connection per store, in autocommit: reads are single statements; writes are
+    One session per store, in autocommit: reads are single statements; writes are
     ``transaction()``s serialised by picron's advisory lock (``picron.storage.pgdb``).
-    A connection the server dropped (restart, idle timeout) is replaced at the next
-    statement outside a transaction, so a long-lived store recovers by itself.
+    A session the server dropped (restart, idle timeout) is replaced at the next
+    statement outside a transaction, so a long-lived store recovers by itself; a closed
+    store's session is kept for the next store of the process (the web server opens one
+    store per request, and a new session costs the server a process: about 25 ms).
     """
 
     _NO_LIMIT = "all"
@@ -53,7 +98,8 @@ class PostgresStore(SqlStore):
     def __init__(self, location: str, *, default_zone: tzinfo | None = None,
                  create: bool = True) -> None:
         super().__init__(location, default_zone)
-        self._conn = self._connect(create=create)
+        self._where = f"database server {pgdb.server_name(location)}"  # for messages
+        self._conn = _reuse(location) or self._connect(create=create)
 
     def _connect(self, *, create: bool = True) -> psycopg.Connection:
         conn = pgdb.connect(self.location)
@@ -61,7 +107,7 @@ class PostgresStore(SqlStore):
             pgdb.migrate(conn, create=create)
         except psycopg.Error as error:
             conn.close()
-            raise pgdb.storage_error(error, f"database {pgdb.describe(conn)}") from None
+            raise pgdb.storage_error(error, self._where) from None
         except BaseException:
             conn.close()
             raise
@@ -69,10 +115,10 @@ class PostgresStore(SqlStore):
         return conn
 
     def _session(self) -> psycopg.Connection:
-        """The connection, reconnecting if the server dropped it (not inside a transaction)."""
+        """The session, replaced if the server dropped it (not inside a transaction)."""
         if self._conn.closed or self._conn.broken:
             if self._depth:
-                raise pgdb.StorageError("database: connection to the database server lost")
+                raise pgdb.StorageError(f"{self._where}: connection lost")
             self._conn = self._connect()
         return self._conn
 
@@ -95,7 +141,7 @@ class PostgresStore(SqlStore):
                 conn.execute("select pg_advisory_xact_lock(%s)", (pgdb.WRITE_LOCK,))
                 yield
         except psycopg.Error as error:
-            raise pgdb.storage_error(error) from None
+            raise pgdb.storage_error(error, self._where) from None
         finally:
             self._depth = 0
 
@@ -111,12 +157,12 @@ class PostgresStore(SqlStore):
                 conn.execute("set local statement_timeout = 0")
                 yield
         except psycopg.Error as error:
-            raise pgdb.storage_error(error) from None
+            raise pgdb.storage_error(error, self._where) from None
         finally:
             self._depth = 0
 
     def close(self) -> None:
-        self._conn.close()
+        _keep(self.location, self._conn)
 
     def backup(self, target_path: str) -> None:
         from picron.storage.copy import backup_to_sqlite
@@ -137,19 +183,19 @@ class PostgresStore(SqlStore):
         try:
             return self._session().execute(translate(sql), tuple(params)).fetchall()
         except psycopg.Error as error:
-            raise pgdb.storage_error(error) from None
+            raise pgdb.storage_error(error, self._where) from None
 
     def _one(self, sql: str, params: Sequence = ()):
         try:
             return self._session().execute(translate(sql), tuple(params)).fetchone()
         except psycopg.Error as error:
-            raise pgdb.storage_error(error) from None
+            raise pgdb.storage_error(error, self._where) from None
 
     def _exec(self, sql: str, params: Sequence = ()) -> int:
         try:
             return self._session().execute(translate(sql), tuple(params)).rowcount
         except psycopg.Error as error:
-            raise pgdb.storage_error(error) from None
+            raise pgdb.storage_error(error, self._where) from None
 
     def _exec_many(self, sql: str, rows: Iterable[Sequence]) -> None:
         rows = list(rows)
@@ -159,7 +205,7 @@ class PostgresStore(SqlStore):
             with self._session().cursor() as cursor:
                 cursor.executemany(translate(sql), rows)
         except psycopg.Error as error:
-            raise pgdb.storage_error(error) from None
+            raise pgdb.storage_error(error, self._where) from None
 
     def _copied(self, table: str) -> None:
         """Move the table's id sequence past the ids a copy inserted."""
