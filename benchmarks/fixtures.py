@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from picron.db import connect, transaction
+from picron.storage.sqlitedb import connect
 from picron.schedule import next_fire, to_db
 
 NODE = "bench"
@@ -57,9 +57,10 @@ def build_database(path: str, tasks: int, due: int = 0, now: datetime | None = N
         if os.path.exists(path + suffix):
             os.unlink(path + suffix)
     conn = connect(path)
+    conn.isolation_level = "IMMEDIATE"  # "with conn" below: one write transaction
     last_run = now - timedelta(minutes=1)
     interval, next_run = _idle_slot(last_run, now)
-    with transaction(conn):
+    with conn:
         conn.executemany(
             "insert into task (id, name, active, ordering, interval, timezone, taskmodule,"
             " retry_if_failed, last_update) values (?, ?, 1, ?, ?, 'UTC', ?, 1, ?)",

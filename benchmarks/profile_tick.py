@@ -12,15 +12,15 @@ import sys
 _PHASES = r"""
 import sys, time
 started = time.perf_counter()
-import picron.cli, picron.db
+import picron.cli, picron.storage.sqlitedb
 imported = time.perf_counter()
 statements = []
-connect = picron.db.connect
+connect = picron.storage.sqlitedb.connect
 def traced(*args, **kwargs):
     conn = connect(*args, **kwargs)
     conn.set_trace_callback(statements.append)
     return conn
-picron.db.connect = traced
+picron.storage.sqlitedb.connect = traced
 code = picron.cli.main(sys.argv[1:])
 finished = time.perf_counter()
 print(f"{(imported - started) * 1000:.1f} {(finished - imported) * 1000:.1f} {code}")

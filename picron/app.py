@@ -37,10 +37,9 @@ class App:
 
     def open_store(self):
         """A new ``Store`` with its own connection (one per thread or request)."""
-        from picron.db import connect
-        from picron.store import Store
+        from picron.storage import open_store
 
-        return Store(connect(self.config.database), default_zone=self.zone)
+        return open_store(self.config.database, default_zone=self.zone)
 
     @cached_property
     def registry(self):
@@ -54,7 +53,7 @@ class App:
 
         # The registry is passed as a function: a tick with nothing due never loads a module.
         return Runner(store or self.store, lambda: self.registry, node=self.config.node,
-                      database=self.config.database, default_timeout=self.config.task_timeout,
+                      default_timeout=self.config.task_timeout,
                       history_days=self.config.history_days, clock=self.clock)
 
     def parse_task(self, data, base=None):

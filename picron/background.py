@@ -43,7 +43,7 @@ class BackgroundRuns:
             try:
                 self.app.runner(store=store).execute(claim)
             finally:
-                store.conn.close()
+                store.close()
         except Exception:  # the run is recovered as interrupted by the next tick
             logger.exception("manual run %d of task %r failed to execute", claim.run_id,
                              claim.task.name)

@@ -2,7 +2,7 @@
 
 The parser lives in ``picron.arguments`` and the commands in ``picron.commands``. A plain
 cron tick (``run_scheduled -c``) is read without the parser and first takes a cheap look
-at the database (``picron.idle``): most ticks find nothing to do and end there.
+at the database (``picron.storage.tick_is_idle``): most ticks find nothing to do and end there.
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def build_parser():
 def _idle(args: SimpleNamespace) -> bool:
     """True when a quiet tick found nothing to do (and recorded itself)."""
     from picron.config import load_config
-    from picron.idle import tick_is_idle
+    from picron.storage import tick_is_idle
 
     config = load_config(getattr(args, "config", None), getattr(args, "db", None))
     return tick_is_idle(config.database, args.node or config.node)

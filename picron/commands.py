@@ -296,8 +296,6 @@ def cmd_check(args, app) -> int:
 
 
 def cmd_backup(args, app) -> int:
-    from picron.db import backup_database
-
-    backup_database(app.store.conn, args.path)
+    app.store.backup(args.path)
     print(f"backup written to {args.path}")
     return EXIT_OK

@@ -64,15 +64,11 @@ def increase_counter(name: str, by: int = 1, database: str | None = None) -> int
     step, ``StorageError`` when the database is unusable (or busy for over 5 s).
     """
     from picron.config import load_config
-    from picron.db import connect
-    from picron.store import Store
+    from picron.storage import open_store
 
     _check_step(by)
-    store = Store(connect(database or load_config().database))
-    try:
+    with open_store(database or load_config().database) as store:
         return change_counter(store, name, by)
-    finally:
-        store.conn.close()
 
 
 def decrease_counter(name: str, by: int = 1, database: str | None = None) -> int:

@@ -1,7 +1,7 @@
 """What the store returns: task definitions, tasks with their state, runs and audit entries.
 
 Frozen dataclasses, so that rows become plain values at the storage boundary and callers
-never see SQL or cursors (``picron.store`` builds them).
+never see SQL or cursors (``picron.storage`` builds them).
 """
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ class TaskSpec:
     retry_if_failed: bool = True
     max_retries: int | None = None
     timeout: int | None = None
+    notify_url: str | None = None
+    notify_email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class Task:
     next_runs: dict[str, datetime]
     last_status: dict[str, str]
     failure_streak: dict[str, int]
+    notify_url: str | None = None
+    notify_email: str | None = None
+    last_attempts: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def spec(self) -> TaskSpec:
@@ -60,7 +65,8 @@ class Task:
                         nodes=self.nodes, options=dict(self.options), active=self.active,
                         ordering=self.ordering, timezone=self.timezone,
                         retry_if_failed=self.retry_if_failed, max_retries=self.max_retries,
-                        timeout=self.timeout)
+                        timeout=self.timeout, notify_url=self.notify_url,
+                        notify_email=self.notify_email)
 
     def to_json(self) -> dict:
         """The SPEC §1 task object."""
@@ -70,10 +76,12 @@ class Task:
             "nodes": list(self.nodes), "taskmodule": self.taskmodule,
             "options": dict(self.options), "retry_if_failed": self.retry_if_failed,
             "max_retries": self.max_retries, "timeout": self.timeout,
+            "notify_url": self.notify_url, "notify_email": self.notify_email,
             "last_update": to_db(self.last_update),
             "last_runs": {node: to_db(at) for node, at in self.last_runs.items()},
             "next_runs": {node: to_db(at) for node, at in self.next_runs.items()},
             "last_status": dict(self.last_status),
+            "last_attempts": {node: to_db(at) for node, at in self.last_attempts.items()},
             "failure_streak": dict(self.failure_streak),
         }
 
@@ -102,13 +110,18 @@ class Run:
 
 @dataclass(frozen=True)
 class Claim:
-    """A run this process now owns: it must be finished with ``Store.finish_run``."""
+    """A run this process now owns: it must be finished with ``Store.finish_run``.
+
+    ``timeout`` is the run's effective timeout in seconds (the task's, else the default):
+    applied once, at the claim, which also set the run's deadline from it.
+    """
 
     run_id: int
     task: Task
     node: str
     trigger: str
     start: datetime
+    timeout: int
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,11 @@ class RunningRun:
     host: str | None
     start: datetime
     deadline: datetime | None
+    boot_id: str | None = None
+    pidns: str | None = None
+    proc_start: str | None = None
+    pgid: int | None = None
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +154,28 @@ class AuditEntry:
     def to_json(self) -> dict:
         return {"id": self.id, "at": to_db(self.at), "actor": self.actor,
                 "action": self.action, "task_id": self.task_id, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A down/up notification event of a task on a node (SPEC §7)."""
+
+    id: int
+    at: datetime
+    event: str
+    task_id: int | None
+    task_name: str
+    node: str
+    run_id: int | None
+    failure_streak: int
+    delivered: bool
+    detail: str
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "at": to_db(self.at), "event": self.event,
+                "task_id": self.task_id, "task": self.task_name, "node": self.node,
+                "run_id": self.run_id, "failure_streak": self.failure_streak,
+                "delivered": self.delivered, "detail": self.detail}
 
 
 def truncate_message(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from picron.errors import PicronError
 from picron.records import Claim, Task
 from picron.schedule import utcnow
-from picron.store import Store
+from picron.storage import Store
 
 # A run still "running" this long after its deadline has lost its owner, even if a
 # process with the owner's pid exists (pids are reused) or it ran on another host.
@@ -61,23 +61,22 @@ class Runner:
 
     ``registry`` maps module identifiers to classes (discovered lazily), or is a function
     returning it, called when a task first runs (so an idle tick imports no module);
-    ``database`` is the path modules open for themselves; ``isolate`` runs each task in a
-    forked child (the default; an in-memory database cannot be shared with a child, so it
-    runs in-process there, without a hard timeout).
+    modules open the store's location for themselves. ``isolate`` runs each task in a
+    forked child (the default when the store can be shared with a child; an in-memory
+    database cannot, so its tasks run in-process, without a hard timeout).
     """
 
-    def __init__(self, store: Store, registry, *, node: str, database: str,
+    def __init__(self, store: Store, registry, *, node: str,
                  default_timeout: int = 3600, history_days: int | None = None,
                  clock: Callable[[], datetime] = utcnow, isolate: bool | None = None,
                  host: str | None = None) -> None:
         self.store = store
         self._registry = registry
         self.node = node
-        self.database = database
         self.default_timeout = default_timeout
         self.history_days = history_days
         self.clock = clock
-        self.isolate = database != ":memory:" if isolate is None else isolate
+        self.isolate = store.can_share_with_child() if isolate is None else isolate
         self.host = host or os.uname().nodename  # what socket.gethostname() returns
 
     @property
@@ -137,7 +136,7 @@ class Runner:
     def execute(self, claim: Claim) -> RunResult:
         """Run a claimed task to its end and record the result."""
         task = claim.task
-        timeout = task.timeout or self.default_timeout
+        timeout = claim.timeout
         started = time.monotonic()
         try:
             module = self.registry.get(task.taskmodule)
@@ -148,8 +147,8 @@ class Runner:
         else:
             from picron.modules import TaskContext
 
-            context = TaskContext(node=claim.node, database=self.database, now=self.clock,
-                                  timeout=timeout, task_name=task.name)
+            context = TaskContext(node=claim.node, location=self.store.location,
+                                  now=self.clock, timeout=timeout, task_name=task.name)
             if self.isolate:
                 from picron.isolation import run_in_child
 

@@ -25,7 +25,6 @@ import hmac
 import json
 import logging
 import re
-import sqlite3
 import threading
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote_to_bytes, urlsplit
@@ -92,7 +91,7 @@ class RequestApp:
 
     def close(self) -> None:
         if self._store is not None:
-            self._store.conn.close()
+            self._store.close()
             self._store = None
 
 
@@ -137,7 +136,7 @@ class Site:
         finally:
             try:
                 view.close()
-            except sqlite3.Error:
+            except PicronError:
                 logger.warning("could not close a database connection", exc_info=True)
         if double_submit != presented:
             response.cookies.append(cookie(CSRF_COOKIE, double_submit))
@@ -192,10 +191,6 @@ class Site:
 
     def error_response(self, req: Request, error: Exception) -> Response:
         """The answer for an error: SPEC §6 JSON under /api and /metrics, else an HTML page."""
-        if isinstance(error, sqlite3.Error):
-            from picron.db import storage_error
-
-            error = storage_error(error)
         if not isinstance(error, PicronError):
             logger.error("error answering %s %s", req.method, printable(req.path),
                          exc_info=(type(error), error, error.__traceback__))

@@ -18,7 +18,8 @@ MAX_NODES = 100
 MAX_INT = 2**31 - 1
 # Fields a client may send back unchanged (e.g. PUT of a GET result); they are ignored.
 READ_ONLY_FIELDS = frozenset(
-    {"id", "last_update", "last_runs", "next_runs", "last_status", "failure_streak"})
+    {"id", "last_update", "last_runs", "next_runs", "last_status", "failure_streak",
+     "last_attempts", "notify_url", "notify_email"})
 EDITABLE_FIELDS = ("name", "active", "ordering", "interval", "timezone", "nodes",
                    "taskmodule", "options", "retry_if_failed", "max_retries", "timeout")
 

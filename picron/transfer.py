@@ -44,9 +44,7 @@ def import_tasks(app, text: str, actor: str = "system") -> tuple[int, int]:
         seen.add(spec.name)
         plan.append((existing.get(spec.name), spec))
     now = app.clock()
-    from picron.db import transaction
-
-    with transaction(app.store.conn):
+    with app.store.transaction():
         for task, spec in plan:
             if task is None:
                 app.store.add_task(spec, now, actor)

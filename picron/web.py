@@ -302,7 +302,7 @@ class Scheduler(threading.Thread):
             try:
                 report = self.app.runner(store=store).run_scheduled()
             finally:
-                store.conn.close()
+                store.close()
         except PicronError as error:
             logger.error("scheduler: %s", error.message)
             return

@@ -1,6 +1,7 @@
-"""Shared fixtures: an in-memory store, a controllable clock, fake task modules, an app."""
+"""Shared fixtures: a store on every backend, a controllable clock, fake task modules, an app."""
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
@@ -9,9 +10,8 @@ import pytest
 
 from picron.app import App
 from picron.config import Config
-from picron.db import connect
 from picron.modules import Option, Registry, TaskModule
-from picron.store import Store
+from picron.storage import open_store
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -99,16 +99,34 @@ def registry():
     return Registry(modules=FAKE_MODULES)
 
 
-@pytest.fixture
-def conn():
-    connection = connect(":memory:")
-    yield connection
-    connection.close()
+POSTGRES_SKIP = "set PICRON_TEST_PG=postgresql://... to run the PostgreSQL half"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_store(request):
+    """``make_store(default_zone=UTC)``: a new, empty store on the backend of the test's
+    parameter (SQLite in memory; PostgreSQL at $PICRON_TEST_PG, else skipped)."""
+    if request.param == "postgres":
+        location = os.environ.get("PICRON_TEST_PG")
+        if not location:
+            pytest.skip(POSTGRES_SKIP)
+    else:
+        location = ":memory:"
+    opened = []
+
+    def make(default_zone=timezone.utc):
+        opened.append(open_store(location, default_zone=default_zone))
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
 
 
 @pytest.fixture
-def store(conn):
-    return Store(conn, default_zone=timezone.utc)
+def store(make_store):
+    """An empty store (default zone UTC) on each backend: the storage contract's suite."""
+    return make_store()
 
 
 @pytest.fixture
@@ -125,9 +143,9 @@ def app(config, clock, registry):
 def module_db(tmp_path):
     """(path, store) of a temporary database file, for modules that open it themselves."""
     path = str(tmp_path / "picron.db")
-    store = Store(connect(path), default_zone=timezone.utc)
+    store = open_store(path, default_zone=timezone.utc)
     yield path, store
-    store.conn.close()
+    store.close()
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ import pytest
 import picron
 from picron.cli import main
 from picron.counters import change_counter, read_counter, reset_counter
-from picron.db import connect
 from picron.errors import NotFound, ValidationError
-from picron.store import Store
+from picron.storage import open_store
 
 
 def test_store_level_api(store):
@@ -53,11 +52,8 @@ def test_python_api_on_a_given_database(tmp_path):
     assert picron.decrease_counter("logins_failed", 2, database=path) == 4
     with pytest.raises(ValidationError):
         picron.decrease_counter("logins_failed", "2", database=path)
-    conn = connect(path)
-    try:
-        assert Store(conn).get_counter("logins_failed") == 4
-    finally:
-        conn.close()
+    with open_store(path) as store:
+        assert store.get_counter("logins_failed") == 4
 
 
 def test_python_api_uses_the_configured_database(db_path):
@@ -102,15 +98,12 @@ WORKER = textwrap.dedent("""
 def test_concurrent_increments_are_never_lost(tmp_path):
     """8 processes x 500 increments, each its own connection and transaction: 4000."""
     path, go = str(tmp_path / "picron.db"), str(tmp_path / "go")
-    connect(path).close()
+    open_store(path).close()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, path, go], env=env,
                                 stderr=subprocess.PIPE) for _ in range(8)]
     open(go, "w").close()
     errors = [worker.communicate(timeout=120)[1] for worker in workers]
     assert [worker.returncode for worker in workers] == [0] * 8, errors
-    conn = connect(path)
-    try:
-        assert Store(conn).get_counter("hits") == 4000
-    finally:
-        conn.close()
+    with open_store(path) as store:
+        assert store.get_counter("hits") == 4000

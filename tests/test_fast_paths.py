@@ -59,10 +59,11 @@ def test_an_idle_tick_imports_nothing_that_only_running_a_task_needs(tmp_path):
     baseline = subprocess.run([sys.executable, "-c", "import sys, sqlite3; print(*sys.modules)"],
                               env=env, capture_output=True, text=True, check=True)
     loaded = set(done.stdout.split()) - set(baseline.stdout.split())  # what picron added
-    assert "picron.idle" in loaded  # the second tick found nothing to do at first sight
+    assert "picron.storage.sqlitedb" in loaded  # the second tick found nothing to do at once
     heavy = {"croniter", "logging", "json", "socket", "http", "email", "subprocess", "re",
-             "argparse", "dataclasses", "typing", "picron.store", "picron.runner",
-             "picron.modules", "picron.output", "picron.isolation"}
+             "argparse", "dataclasses", "typing", "picron.storage.sql", "picron.runner",
+             "picron.modules", "picron.output", "picron.isolation", "picron.records",
+             "picron.storage.postgres", "psycopg"}
     assert loaded & heavy == set()
 
 
@@ -86,7 +87,7 @@ class Dies(TaskModule):
 
 
 def context():
-    return TaskContext(node="node1", database="unused.db", now=lambda: None, timeout=10,
+    return TaskContext(node="node1", location="unused.db", now=lambda: None, timeout=10,
                        task_name="t")
 
 
@@ -102,16 +103,15 @@ def test_a_child_that_dies_without_a_result_is_a_failure():
 
 
 
-# -- picron.idle: the first look of a quiet tick ---------------------------------------------
+# -- tick_is_idle: the first look of a quiet tick ---------------------------------------------
 
 def _database(tmp_path, **task):
-    from picron.db import connect
     from picron.records import TaskSpec
-    from picron.store import Store
+    from picron.storage import open_store
     from tests.conftest import FakeClock
 
     path = str(tmp_path / "idle.db")
-    store = Store(connect(path))
+    store = open_store(path)
     clock = FakeClock()
     store.add_task(TaskSpec(**{"name": "t", "interval": "@hourly", "taskmodule": "command",
                                "nodes": ("node1",), **task}), clock())
@@ -119,7 +119,7 @@ def _database(tmp_path, **task):
 
 
 def test_idle_records_the_tick_when_nothing_is_to_do(tmp_path):
-    from picron.idle import tick_is_idle
+    from picron.storage import tick_is_idle
 
     path, store = _database(tmp_path, active=False)  # inactive: never due
     assert tick_is_idle(path, "node1")
@@ -130,7 +130,7 @@ def test_idle_records_the_tick_when_nothing_is_to_do(tmp_path):
 def test_idle_leaves_every_unusual_state_to_the_full_tick(tmp_path, state):
     from datetime import datetime, timedelta, timezone
 
-    from picron.idle import tick_is_idle
+    from picron.storage import tick_is_idle
 
     path, store = _database(tmp_path)  # created 2026-01-01: due long ago
     task = store.list_tasks()[0]
@@ -146,7 +146,7 @@ def test_idle_leaves_every_unusual_state_to_the_full_tick(tmp_path, state):
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "garbage", "directory", "old schema"])
 def test_idle_never_creates_or_touches_a_doubtful_database(tmp_path, kind):
-    from picron.idle import tick_is_idle
+    from picron.storage import tick_is_idle
 
     path = tmp_path / "x.db"
     if kind == "empty":
@@ -168,10 +168,10 @@ def test_idle_reports_a_busy_database_at_once(tmp_path):
     import sqlite3
 
     from picron.errors import StorageError
-    from picron import idle
+    from picron.storage import sqlitedb as idle
 
     path, store = _database(tmp_path, active=False)
-    store.conn.close()
+    store.close()
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("begin exclusive")  # WAL: readers pass, the tick's write waits
     original = idle.BUSY_TIMEOUT_SECONDS

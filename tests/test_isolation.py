@@ -4,16 +4,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sqlite3
 import time
 from datetime import timedelta, timezone
 
 import pytest
 
-from picron.db import connect
 from picron.modules import Option, Registry, TaskModule
 from picron.records import TaskSpec
 from picron.runner import Runner
-from picron.store import Store
+from picron.storage import open_store
 from tests.conftest import FAKE_MODULES, FakeClock
 
 UTC = timezone.utc
@@ -52,12 +52,12 @@ class Spin(TaskModule):
 REGISTRY = Registry(modules={**FAKE_MODULES, "append": Append, "spin": Spin})
 
 
-def open_store(path):
-    return Store(connect(path), default_zone=UTC)
+def file_store(path):
+    return open_store(path, default_zone=UTC)
 
 
 def runner_for(path, clock, node="node1"):
-    return Runner(open_store(path), REGISTRY, node=node, database=path, clock=clock)
+    return Runner(file_store(path), REGISTRY, node=node, clock=clock)
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def path(tmp_path):
 
 def test_a_hung_task_is_stopped_at_its_timeout_and_the_next_task_runs(path):
     clock = FakeClock()
-    store = open_store(path)
+    store = file_store(path)
     store.add_task(TaskSpec("hangs", "*/5 * * * *", "spin", ("node1",), timeout=1), clock())
     store.add_task(TaskSpec("after", "*/5 * * * *", "succeed", ("node1",), ordering=1), clock())
     clock.advance(minutes=5)
@@ -80,7 +80,7 @@ def test_a_hung_task_is_stopped_at_its_timeout_and_the_next_task_runs(path):
 
 def test_child_output_and_exceptions_reach_the_message(path):
     clock = FakeClock()
-    store = open_store(path)
+    store = file_store(path)
     task = store.add_task(TaskSpec("boom", "@hourly", "boom", ("node1",)), clock())
     result = runner_for(path, clock).run_manually(task.id)
     assert result.status == "failed" and result.message == "RuntimeError: kaboom"
@@ -92,7 +92,7 @@ def _run_and_get_killed(path, task_id):
 
 def test_a_killed_runner_leaves_an_interrupted_run_that_is_retried(path):
     clock = FakeClock()
-    store = open_store(path)
+    store = file_store(path)
     task = store.add_task(TaskSpec("slow", "*/5 * * * *", "sleep", ("node1",),
                                    options={"seconds": "30"}), clock())
     process = multiprocessing.get_context("fork").Process(target=_run_and_get_killed,
@@ -104,7 +104,7 @@ def test_a_killed_runner_leaves_an_interrupted_run_that_is_retried(path):
     assert store.running_runs(), "the run never started"
     os.kill(process.pid, signal.SIGKILL)
     process.join()
-    assert store.conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    assert sqlite3.connect(store.location).execute("pragma integrity_check").fetchone()[0] == "ok"
     clock.advance(minutes=5)
     store.update_task(task.id, TaskSpec("slow", "*/5 * * * *", "succeed", ("node1",)),
                       clock() - timedelta(minutes=5))
@@ -126,7 +126,7 @@ def test_overlapping_run_scheduled_processes_run_each_due_task_once(path, tmp_pa
     """Eight processes released together per node, three due tasks, three slots."""
     log = str(tmp_path / "executions.log")
     clock = FakeClock()
-    store = open_store(path)
+    store = file_store(path)
     for name in ("a", "b", "c"):
         store.add_task(TaskSpec(name, "*/5 * * * *", "append", nodes, options={"path": log}),
                        clock())

@@ -7,27 +7,26 @@ from datetime import timezone
 
 import pytest
 
-from picron.db import connect
 from picron.errors import ValidationError
 from picron.isolation import run_in_child, run_module
 from picron.modules import TaskContext
 from picron.modules.backup import Backup
 from picron.records import TaskSpec
-from picron.store import Store
+from picron.storage import open_store
 
 
 @pytest.fixture
 def db(tmp_path, clock):
     path = str(tmp_path / "picron.db")
-    store = Store(connect(path), default_zone=timezone.utc)
+    store = open_store(path, default_zone=timezone.utc)
     store.add_task(TaskSpec(name="keep me", interval="@daily", taskmodule="backup",
                             nodes=("node1",)), clock())
     yield path, store
-    store.conn.close()
+    store.close()
 
 
 def context(path, clock):
-    return TaskContext(node="node1", database=path, now=clock, timeout=30, task_name="b")
+    return TaskContext(node="node1", location=path, now=clock, timeout=30, task_name="b")
 
 
 def run(path, clock, **options):

@@ -13,7 +13,7 @@ from picron.records import TaskSpec
 
 
 def run(path, clock, **options):
-    context = TaskContext(node="node1", database=path, now=clock, timeout=30, task_name="c")
+    context = TaskContext(node="node1", location=path, now=clock, timeout=30, task_name="c")
     return run_module(Cleanup, Cleanup.typed_options(Cleanup.validate_options(options)),
                       context)
 

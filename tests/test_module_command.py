@@ -16,7 +16,7 @@ PY = sys.executable
 @pytest.fixture
 def run(tmp_path, clock):
     def run(command: str, **options):
-        context = TaskContext(node="node1", database=str(tmp_path / "picron.db"), now=clock,
+        context = TaskContext(node="node1", location=str(tmp_path / "picron.db"), now=clock,
                               timeout=30, task_name="cmd")
         stored = Command.validate_options({"command": command, **options})
         return run_module(Command, Command.typed_options(stored), context)
@@ -97,7 +97,7 @@ def test_required_option():
 
 
 def test_runs_in_a_child_process_too(tmp_path, clock):
-    context = TaskContext(node="node1", database=str(tmp_path / "picron.db"), now=clock,
+    context = TaskContext(node="node1", location=str(tmp_path / "picron.db"), now=clock,
                           timeout=30, task_name="cmd")
     options = Command.typed_options({"command": f"{PY} -c \"print(42)\""})
     assert run_in_child(Command, options, context, timeout=30) == ("success", "42")

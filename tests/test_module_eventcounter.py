@@ -13,7 +13,7 @@ from picron.modules.eventcounter import EventCounter
 
 
 def run(path, clock, **options):
-    context = TaskContext(node="node1", database=path, now=clock, timeout=30, task_name="ec")
+    context = TaskContext(node="node1", location=path, now=clock, timeout=30, task_name="ec")
     stored = EventCounter.validate_options({"event_counter": "logins", "stats_key": "logins_5m",
                                             **options})
     return run_module(EventCounter, EventCounter.typed_options(stored), context)

@@ -63,7 +63,7 @@ def server(monkeypatch):
 
 
 def context(clock, timeout=10):
-    return TaskContext(node="node1", database=":memory:", now=clock, timeout=timeout,
+    return TaskContext(node="node1", location=":memory:", now=clock, timeout=timeout,
                        task_name="ping")
 
 

@@ -12,7 +12,7 @@ ALL = ("total_tasks", "active_tasks", "inactive_tasks", "failed_runs", "event_co
 
 
 def run(path, clock, **options):
-    context = TaskContext(node="node1", database=path, now=clock, timeout=30, task_name="s")
+    context = TaskContext(node="node1", location=path, now=clock, timeout=30, task_name="s")
     return run_module(SimpleStats, SimpleStats.typed_options(
         SimpleStats.validate_options(options)), context)
 

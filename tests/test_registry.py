@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 from picron.cli import main
-from picron.db import connect
 from picron.errors import ValidationError
 from picron.modules import Option, Registry, TaskModule, check_module_class, load_modules
 from picron.records import TaskSpec
 from picron.runner import Runner
 from picron.schedule import utcnow
-from picron.store import Store
+from picron.storage import Store, open_store
 from picron.tasks import parse_task
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "picron-hello"
@@ -223,7 +222,7 @@ def test_third_party_module_is_discovered(hello):
 def file_store(path: Path) -> Store:
     from datetime import timezone
 
-    return Store(connect(str(path)), default_zone=timezone.utc)
+    return open_store(str(path), default_zone=timezone.utc)
 
 
 def test_third_party_module_runs_from_run_scheduled(hello, tmp_path, clock):
@@ -235,8 +234,7 @@ def test_third_party_module_runs_from_run_scheduled(hello, tmp_path, clock):
                       registry, ("node1",))
     store.add_task(spec, clock())
     clock.advance(hours=1)
-    runner = Runner(store, registry, node="node1", database=str(database), clock=clock,
-                    isolate=True)
+    runner = Runner(store, registry, node="node1", clock=clock, isolate=True)
     report = runner.run_scheduled()
     assert [(r.task, r.status) for r in report.results] == [("greet", "success")]
     assert report.results[0].message.splitlines()[:3] == \
@@ -322,8 +320,7 @@ def test_task_whose_module_is_gone_fails_clearly(tmp_path, clock):
     store.add_task(TaskSpec(name="fine", interval="@hourly", taskmodule="simplestats",
                             nodes=("node1",)), clock())
     clock.advance(hours=1)
-    report = Runner(store, load_modules(), node="node1", database=str(database),
-                    clock=clock).run_scheduled()
+    report = Runner(store, load_modules(), node="node1", clock=clock).run_scheduled()
     assert [(r.task, r.status) for r in report.results] == \
         [("orphan", "failed"), ("fine", "success")]
     assert report.results[0].message == \
@@ -336,8 +333,7 @@ def test_stored_options_that_no_longer_validate_fail_the_run(tmp_path, clock):
     store.add_task(TaskSpec(name="web", interval="@hourly", taskmodule="http",
                             nodes=("node1",), options={"url": "ftp://example.org/"}), clock())
     clock.advance(hours=1)
-    result = Runner(store, load_modules(), node="node1", database=str(database),
-                    clock=clock).run_scheduled().results[0]
+    result = Runner(store, load_modules(), node="node1", clock=clock).run_scheduled().results[0]
     assert result.status == "failed"
     assert result.message == "options: 'url' must be an http:// or https:// URL with a host"
 

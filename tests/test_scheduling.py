@@ -9,7 +9,6 @@ import pytest
 from picron.errors import AlreadyRunning, NotFound
 from picron.records import TaskSpec
 from picron.runner import Runner
-from picron.store import Store
 from tests.conftest import FakeClock, Succeed
 
 UTC = timezone.utc
@@ -24,12 +23,12 @@ def spec(name, interval="*/5 * * * *", nodes=("node1",), module="succeed", **kw)
 
 
 def make_runner(store, registry, clock, node="node1"):
-    return Runner(store, registry, node=node, database=":memory:", clock=clock)
+    return Runner(store, registry, node=node, clock=clock)
 
 
-def test_privacyidea_scheduling_scenario_in_moscow_time(conn, registry):
+def test_privacyidea_scheduling_scenario_in_moscow_time(make_store, registry):
     """privacyIDEA's test_05_scheduling: two nodes, an inactive task, ordering, enabling."""
-    store = Store(conn, default_zone=ZoneInfo("Europe/Moscow"))
+    store = make_store(default_zone=ZoneInfo("Europe/Moscow"))
     created = at("2018-05-01 00:00+03:00")
     one = store.add_task(spec("task one", "0 0 1 * *", ["pinode1"]), created).id
     two = store.add_task(spec("task two", "0 8 * * WED", ["pinode2"], active=False), created).id
@@ -266,7 +265,7 @@ def test_a_run_on_another_host_is_interrupted_only_after_its_deadline(store, reg
 
 def test_history_is_pruned_after_history_days(store, registry, clock):
     store.add_task(spec("t"), clock())
-    runner = Runner(store, registry, node="node1", database=":memory:", clock=clock,
+    runner = Runner(store, registry, node="node1", clock=clock,
                     history_days=1)
     for _ in range(3):  # runs at 13:00, 26:00 and 39:00; the first is then > 1 day old
         clock.advance(hours=13)

@@ -29,7 +29,7 @@ def locked(site, web_app):
     """The site after ``picron passwd``: every page and API call needs a login."""
     store = web_app.open_store()
     set_password(store, PASSWORD)
-    store.conn.close()
+    store.close()
     return site
 
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from picron.cli import main
-from picron.db import connect
-from picron.store import Store
+from picron.storage import open_store
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -49,7 +49,10 @@ def test_delete_by_key_and_by_age(series):
     assert series.stat_keys() == []
 
 
-def test_the_series_is_indexed(conn):
+def test_the_series_is_indexed(tmp_path):
+    path = str(tmp_path / "picron.db")
+    open_store(path).close()
+    conn = sqlite3.connect(path)
     plan = conn.execute("explain query plan select at, value from stat where key = ? and"
                         " at >= ? and at <= ? order by at", ("k", "", "~")).fetchall()
     assert "stat_key_at" in " ".join(row[-1] for row in plan)
@@ -57,12 +60,11 @@ def test_the_series_is_indexed(conn):
 
 @pytest.fixture
 def cli_series(db_path):
-    conn = connect(db_path)
-    store = Store(conn, default_zone=timezone.utc)
+    store = open_store(db_path, default_zone=timezone.utc)
     for minute, value in ((0, 5), (5, 7), (10, 9)):
         store.add_stat("logins", at(minute), value)
     store.add_stat("errors", at(3), 1)
-    conn.close()
+    store.close()
     return db_path
 
 

@@ -16,7 +16,7 @@ def test_sql_json_equals_python_json(store, registry, clock):
                             retry_if_failed=False, max_retries=3, timeout=60), clock())
     failing = store.add_task(TaskSpec("fails", "0 * * * *", "fail", ("node1", "z")), clock())
     clock.advance(hours=1)
-    Runner(store, registry, node="node1", database=":memory:", clock=clock).run_scheduled()
+    Runner(store, registry, node="node1", clock=clock).run_scheduled()
     store.set_last_run(failing.id, "z", clock() - timedelta(minutes=3))
     python = [task.to_json() for task in store.list_tasks()]
     sql = [json.loads(text) for text in store.list_tasks_json()]

@@ -26,5 +26,5 @@ def site(web_app):
 @pytest.fixture
 def db(web_app) -> str:
     """The path of the app's database, created (and migrated) already."""
-    web_app.open_store().conn.close()
+    web_app.open_store().close()
     return web_app.config.database

@@ -43,21 +43,25 @@ class Option:
 
 @dataclass
 class TaskContext:
-    """What a running module may use: its node, the database, the clock, a logger."""
+    """What a running module may use: its node, the database, the clock, a logger.
+
+    ``location`` is the picron database's (a path or a PostgreSQL URL); a module reaches
+    the database only through ``store()``.
+    """
 
     node: str
-    database: str
+    location: str
     now: Callable[[], datetime]
     timeout: int
     task_name: str = ""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("picron.task"))
 
     def store(self):
-        """A ``Store`` on the picron database, opened for this run (close it when done)."""
-        from picron.db import connect
-        from picron.store import Store
+        """A ``Store`` on the picron database, opened for this run: use it as a context
+        manager (``with self.context.store() as store:``) or close it when done."""
+        from picron.storage import open_store
 
-        return Store(connect(self.database))
+        return open_store(self.location)
 
 
 class TaskModule:

@@ -5,7 +5,6 @@ import os
 import re
 from datetime import timezone
 
-from picron.db import backup_database
 from picron.errors import PicronError, ValidationError
 from picron.modules import Option, TaskModule
 
@@ -35,7 +34,7 @@ class Backup(TaskModule):
                                   field="options")
 
     def do(self, options: dict) -> bool:
-        if self.context.database == ":memory:":
+        if self.context.location == ":memory:":
             self.say("an in-memory database cannot be backed up")
             return False
         directory = options["directory"]
@@ -48,12 +47,12 @@ class Backup(TaskModule):
         target = os.path.join(directory, f"picron-{stamp:%Y%m%dT%H%M%SZ}.db")
         store = self.context.store()
         try:
-            backup_database(store.conn, target)
+            store.backup(target)
         except PicronError as error:
             self.say(error.message)
             return False
         finally:
-            store.conn.close()
+            store.close()
         self.say(f"backup written to {target}")
         try:
             removed = rotate_backups(directory, options["keep"])

@@ -42,5 +42,5 @@ class Cleanup(TaskModule):
                 deleted = store.delete_runs_before(now - timedelta(days=days))
                 self.say(f"deleted {deleted} runs older than {days} days")
         finally:
-            store.conn.close()
+            store.close()
         return True

@@ -1,7 +1,6 @@
 """The ``eventcounter`` module: copy an event counter into the monitoring stats."""
 from __future__ import annotations
 
-from picron.db import transaction
 from picron.errors import ValidationError
 from picron.modules import Option, TaskModule
 
@@ -29,14 +28,14 @@ class EventCounter(TaskModule):
         store = self.context.store()
         try:
             # Read, write and reset in one transaction: no increment is lost in between.
-            with transaction(store.conn):
+            with store.transaction():
                 value = store.get_counter(name)
                 if value is not None:
                     store.add_stat(key, self.context.now(), value)
                     if options["reset_event_counter"]:
                         store.set_counter(name, 0)
         finally:
-            store.conn.close()
+            store.close()
         if value is None:  # as privacyIDEA: a warning, no stats, still a success
             self.context.logger.warning("task %s: there is no event counter named %r",
                                         self.context.task_name, name)

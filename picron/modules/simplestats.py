@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from picron.db import transaction
 from picron.modules import Option, TaskModule
 from picron.records import FAILURE_STATUSES
-from picron.store import Store
+from picron.storage import Store
 
 FAILED_RUNS_WINDOW = timedelta(hours=24)
 
@@ -32,12 +31,12 @@ class SimpleStats(TaskModule):
         now = self.context.now()
         store = self.context.store()
         try:
-            with transaction(store.conn):  # one consistent snapshot, one write
+            with store.transaction():  # one consistent snapshot, one write
                 values = {name: _measure(store, name, now) for name in wanted}
                 for name, value in values.items():
                     store.add_stat(name, now, value)
         finally:
-            store.conn.close()
+            store.close()
         self.say(", ".join(f"{name}={value}" for name, value in values.items()))
         return True
 

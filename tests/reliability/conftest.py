@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from picron.db import connect
 from picron.modules import Registry
-from picron.store import Store
+from picron.storage import Store, open_store
 from picron.tasks import parse_task
 
 FULL = os.environ.get("PICRON_FULL") == "1"
@@ -90,7 +89,9 @@ class Picron:
     def env(self, node: str = "node1", at: datetime | None = None) -> dict:
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("PICRON_", "FAKETIME", "LD_PRELOAD"))}
-        env.update(PICRON_DB=self.db, PICRON_NODE=node, TZ="UTC", PYTHONPATH=self.plugin_path)
+        # picron itself from this checkout: barrier.py is a script, not "-m picron"
+        env.update(PICRON_DB=self.db, PICRON_NODE=node, TZ="UTC",
+                   PYTHONPATH=os.pathsep.join((self.plugin_path, str(PLUGINS.parents[2]))))
         if at is not None:
             env.update(LD_PRELOAD=faketime_lib(), FAKETIME=f"@{at:%Y-%m-%d %H:%M:%S}",
                        FAKETIME_NO_CACHE="1")
@@ -112,8 +113,8 @@ class Picron:
                               text=True, timeout=timeout)
 
     def store(self) -> Store:
-        """A new connection (close ``store.conn`` when done)."""
-        return Store(connect(self.db), default_zone=timezone.utc)
+        """A new connection (close the store when done)."""
+        return open_store(self.db, default_zone=timezone.utc)
 
     def add_tasks(self, *definitions: dict, now: datetime = T0) -> list:
         """Create tasks as the CLI would (validated by ``parse_task``), at ``now``."""
@@ -123,7 +124,7 @@ class Picron:
             return [store.add_task(parse_task({"timezone": "UTC", **d}, registry, ("node1",)),
                                    now) for d in definitions]
         finally:
-            store.conn.close()
+            store.close()
 
     def query(self, sql: str, params=()) -> list[tuple]:
         conn = sqlite3.connect(self.db, timeout=30)
@@ -139,7 +140,7 @@ class Picron:
 @pytest.fixture
 def lab(tmp_path, plugin_path) -> Picron:
     db = str(tmp_path / "picron.db")
-    connect(db).close()
+    open_store(db).close()
     return Picron(db=db, tmp=tmp_path, plugin_path=plugin_path)
 
 
@@ -295,7 +296,7 @@ def served_once(tmp_path_factory, plugin_path):
     """One server for a whole test module (W3, I API, the API fuzz) and its ``Picron``."""
     tmp = tmp_path_factory.mktemp("served")
     lab = Picron(db=str(tmp / "picron.db"), tmp=tmp, plugin_path=plugin_path)
-    connect(lab.db).close()
+    open_store(lab.db).close()
     port = free_port()
     proc = subprocess.Popen(lab.argv("serve", "--listen", f"127.0.0.1:{port}"), env=lab.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from tests.reliability.conftest import T0, one_line, scale
-from picron.db import BUSY_TIMEOUT_SECONDS
+from picron.storage.sqlitedb import BUSY_TIMEOUT_SECONDS
 
 # -- D3 ------------------------------------------------------------------------------
 
@@ -50,9 +50,9 @@ def _make(kind: str, path: str) -> None:
     content = {"random-bytes": random.Random(3).randbytes(8192), "empty": b"",
                "text": b"database = here\nthis is not SQLite\n"}.get(kind)
     if content is None:  # read-only: a real picron database
-        from picron.db import connect
+        from picron.storage import open_store
 
-        connect(path).close()
+        open_store(path).close()
         return
     with open(path, "wb") as file:
         file.write(content)

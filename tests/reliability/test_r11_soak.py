@@ -14,11 +14,10 @@ import time
 from datetime import timedelta, timezone
 
 from tests.reliability.conftest import T0, scale
-from picron.db import connect
 from picron.modules import Registry
 from picron.records import TaskSpec
 from picron.runner import Runner
-from picron.store import Store
+from picron.storage import open_store
 
 import picron_testmods
 
@@ -33,7 +32,7 @@ INTERVALS = ["*/5 * * * *"] * 3 + ["*/15 * * * *"] * 2 + ["0 * * * *"] * 2 + \
 
 
 def test_a_month_of_ticks(lab, clock, figure):
-    store = Store(connect(lab.db), default_zone=timezone.utc)
+    store = open_store(lab.db, default_zone=timezone.utc)
     clock.set(T0)
     for i, interval in enumerate(INTERVALS):
         store.add_task(TaskSpec(name=f"soak{i}", interval=interval, taskmodule="flaky",
@@ -41,7 +40,7 @@ def test_a_month_of_ticks(lab, clock, figure):
                        clock())
     picron_testmods.Flaky.random = None
     runner = Runner(store, Registry(modules=picron_testmods.MODULES), node="node1",
-                    database=lab.db, clock=clock, isolate=False, history_days=RETENTION_DAYS)
+                    clock=clock, isolate=False, history_days=RETENTION_DAYS)
     slowest, runs, failures, wal = 0.0, 0, 0, 0
     for _ in range(DAYS * 288):
         clock.advance(minutes=5)
@@ -52,7 +51,7 @@ def test_a_month_of_ticks(lab, clock, figure):
         failures += sum(not r.ok for r in report.results)
         wal = max(wal, _size(lab.db + "-wal"))
     oldest = store.list_runs(limit=10 ** 9)[-1].start
-    store.conn.close()
+    store.close()
     # The tick's peak RSS, measured by a small Python in between: a child forked from
     # this (big) pytest process would report pytest's own peak (Linux keeps the larger
     # high-water mark across fork and exec).

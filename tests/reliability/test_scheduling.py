@@ -15,7 +15,7 @@ UTC = timezone.utc
 
 
 def make_runner(store, registry, clock, node="node1", **kwargs) -> Runner:
-    return Runner(store, registry, node=node, database=":memory:", clock=clock, **kwargs)
+    return Runner(store, registry, node=node, clock=clock, **kwargs)
 
 
 def add(store, clock, name, interval, module="succeed", nodes=("node1",), tz="UTC", **fields):

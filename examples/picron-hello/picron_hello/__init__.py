@@ -39,7 +39,7 @@ class Hello(TaskModule):
             try:
                 total = change_counter(store, options["counter"], options["times"])
             finally:
-                store.conn.close()
+                store.close()
             self.say(f"{options['counter']} is now {total}")
         self.say(f"(task {self.context.task_name!r} on node {self.context.node} "
                  f"at {self.context.now():%Y-%m-%d %H:%M} UTC)")

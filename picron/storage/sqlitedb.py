@@ -1,17 +1,21 @@
-"""SQLite connections, the schema migrations and the one transaction helper.
+"""SQLite below the store: connecting, the schema migrations, the one error mapping, the
+online backup and the idle look.
 
-Connections run in autocommit mode (``isolation_level=None``) and every write starts
-with ``BEGIN IMMEDIATE``: the cron runner and the web server are separate processes, and
-a deferred read-then-write transaction would fail at once with "database is locked".
+Kept apart from ``picron.storage.sqlite`` (the store) so that an idle cron tick imports
+only this and ``sqlite3``. Connections run in autocommit mode (``isolation_level=None``)
+and every write starts with ``BEGIN IMMEDIATE``: the cron runner and the web server are
+separate processes, and a deferred read-then-write transaction would fail at once with
+"database is locked".
 """
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 
 from picron.errors import StorageError
+from picron.storage import DatabaseBusy, UniqueViolation
+from picron.storage.rules import ANYTHING_TO_DO, TICK_UPSERT
 
 BUSY_TIMEOUT_SECONDS = 5.0
 
@@ -93,17 +97,58 @@ MIGRATIONS = [
     );
     create table setting (key text primary key, value text not null) without rowid;
     """,
+    """
+    -- Where a task's down/up notifications go (SPEC §1, §7); null: the config's.
+    alter table task add column notify_url text;
+    alter table task add column notify_email text;
+    -- The start of the newest finished run on the node, counted or not (SPEC §1).
+    alter table task_node add column last_attempt_at text;
+    update task_node set last_attempt_at = (
+        select max(run.start_at) from run where run.task_id = task_node.task_id
+        and run.node = task_node.node and run.status != 'running');
+    -- The owner of a run (host, boot, PID namespace, process start, process group) and
+    -- its lease, for liveness across hosts and reboots (SPEC §2 rule 6).
+    alter table run add column boot_id text;
+    alter table run add column pidns text;
+    alter table run add column proc_start text;
+    alter table run add column pgid integer;
+    alter table run add column lease_until text;
+    -- Down/up notification events (SPEC §7) and whether they were delivered.
+    create table event (
+        id integer primary key autoincrement,
+        at text not null,
+        event text not null check (event in ('down', 'up')),
+        task_id integer,
+        task_name text not null,
+        node text not null,
+        run_id integer,
+        failure_streak integer not null,
+        delivered integer not null default 0,
+        detail text not null default ''
+    );
+    """,
 ]
-
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# Recording a cron tick (backs ``picron check``); shared by the store and ``picron.idle``.
-TICK_UPSERT = ("insert into tick (node, at) values (?, ?)"
-               " on conflict (node) do update set at = excluded.at")
+
+def storage_error(error: sqlite3.Error, path: str | None = None) -> StorageError:
+    """Map a sqlite3 error to one clear ``StorageError`` line: the only place that reads
+    SQLite's messages. A unique-constraint failure becomes ``UniqueViolation``."""
+    text = str(error)
+    where = f"database {path}" if path else "database"
+    if isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in text:
+        return UniqueViolation(f"{where}: {text}")
+    if "locked" in text or "busy" in text:
+        return DatabaseBusy(f"{where}: database busy (locked by another process); try again")
+    if "readonly" in text or "read-only" in text:
+        return StorageError(f"{where}: is read-only")
+    if "not a database" in text or "malformed" in text:
+        return StorageError(f"{where}: not a picron (SQLite) database or damaged")
+    return StorageError(f"{where}: {text}")
 
 
-def connect(path: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+def connect(path: str, *, busy_timeout: float | None = None,
             create: bool = True) -> sqlite3.Connection:
     """Open (creating and migrating if needed) the picron database at ``path``.
 
@@ -113,11 +158,12 @@ def connect(path: str, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     """
     if path != ":memory:":
         _check_file(path, create)
+    timeout = BUSY_TIMEOUT_SECONDS if busy_timeout is None else busy_timeout
     try:
-        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
                                check_same_thread=False)
     except sqlite3.Error as error:
-        raise StorageError(f"database {path}: {error}") from None
+        raise storage_error(error, path) from None
     try:
         conn.row_factory = sqlite3.Row
         conn.execute("pragma foreign_keys = on")
@@ -181,6 +227,8 @@ def _create_file(path: str) -> None:
         pass  # another process created it a moment ago
     except OSError as error:
         raise StorageError(f"database {path}: cannot create: {error.strerror}") from None
+    except sqlite3.Error as error:
+        raise storage_error(error, path) from None
     finally:
         for suffix in ("", "-wal", "-shm"):
             try:
@@ -190,10 +238,11 @@ def _create_file(path: str) -> None:
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to the newest version; returns that version.
+    """Bring the schema to the newest version (``PRAGMA user_version``); returns it.
 
     Each script runs in one transaction with its version bump, so a failure leaves the
     database as it was. Two processes migrating at once are safe: the loser re-reads.
+    Raises ``sqlite3.Error`` (the caller maps it) or ``StorageError`` for a newer schema.
     """
     newest = len(MIGRATIONS)
     version = conn.execute("pragma user_version").fetchone()[0]
@@ -215,67 +264,71 @@ def migrate(conn: sqlite3.Connection) -> int:
     return version
 
 
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception.
-
-    Keep the body short: it holds the database's single write lock. Inside another
-    ``transaction`` it joins the outer one, so several writes can be made all-or-nothing.
-    """
-    if conn.in_transaction:
-        yield conn
-        return
-    try:
-        conn.execute("begin immediate")
-    except sqlite3.Error as error:
-        raise storage_error(error) from None
-    try:
-        yield conn
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("rollback")
-        raise
-    try:
-        conn.execute("commit")
-    except sqlite3.Error as error:
-        if conn.in_transaction:
-            conn.execute("rollback")
-        raise storage_error(error) from None
-
-
-def storage_error(error: sqlite3.Error, path: str | None = None) -> StorageError:
-    """Map a driver error to one clear ``StorageError`` line."""
-    text = str(error)
-    where = f"database {path}" if path else "database"
-    if "locked" in text or "busy" in text:
-        return StorageError(f"{where}: database busy (locked by another process); try again")
-    if "readonly" in text or "read-only" in text:
-        return StorageError(f"{where}: is read-only")
-    if "not a database" in text or "malformed" in text:
-        return StorageError(f"{where}: not a picron (SQLite) database or damaged")
-    return StorageError(f"{where}: {text}")
-
-
 def backup_database(conn: sqlite3.Connection, target: str) -> None:
     """Write a consistent copy of the database to ``target`` (SQLite's online backup API).
 
-    The copy is written next to ``target`` and renamed into place, so a reader never
-    sees half a backup. Raises ``StorageError`` if ``target`` cannot be written.
+    The copy is written next to ``target`` (0600 from the start) and renamed into place,
+    so a reader never sees half a backup. Raises ``StorageError`` if ``target`` cannot be
+    written.
     """
     if os.path.isdir(target):
         raise StorageError(f"backup {target}: is a directory")
     temporary = f"{target}.partial-{os.getpid()}"
     try:
+        os.close(os.open(temporary, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600))
         copy = sqlite3.connect(temporary)
         try:
             conn.backup(copy)
         finally:
             copy.close()
-        os.chmod(temporary, 0o600)
         os.replace(temporary, target)
     except (OSError, sqlite3.Error) as error:
         try:
             os.unlink(temporary)
         except OSError:
             pass
-        raise StorageError(f"backup {target}: {getattr(error, 'strerror', None) or error}") from None
+        if isinstance(error, sqlite3.Error):
+            raise StorageError(f"backup {target}: {storage_error(error).message}") from None
+        raise StorageError(f"backup {target}: {error.strerror or error}") from None
+
+
+def tick_is_idle(path: str, node: str) -> bool:
+    """The SQLite idle look (see ``picron.storage.tick_is_idle``).
+
+    Anything unusual (no database yet, an old schema, any error but a busy database)
+    answers "not idle", and the full tick then does its work and reports any error as if
+    this look had not happened.
+    """
+    if not _usable_file(path):
+        return False
+    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())  # as schedule.to_db
+    conn = None
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        if conn.execute("pragma user_version").fetchone()[0] != SCHEMA_VERSION:
+            return False
+        if conn.execute(ANYTHING_TO_DO, (node, now, node, now)).fetchone()[0]:
+            return False
+        conn.execute("begin immediate")
+        conn.execute(TICK_UPSERT, (node, now))
+        conn.execute("commit")
+        return True
+    except sqlite3.Error as error:
+        mapped = storage_error(error, path)
+        if isinstance(mapped, DatabaseBusy):
+            raise mapped from None
+        return False
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _usable_file(path: str) -> bool:
+    if path == ":memory:":
+        return False
+    try:
+        status = os.stat(path)
+    except OSError:
+        return False
+    return (status.st_size > 0 and status.st_mode & 0o222 and os.path.isfile(path)
+            and os.access(path, os.R_OK | os.W_OK))
