@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("backup", "write a consistent copy of the database", commands.cmd_backup)
     sub.add_argument("path", metavar="PATH", help="the backup file to write")
+
+    sub = command("copy-db", "copy everything into another, empty database (SQLite or "
+                  "PostgreSQL)", commands.cmd_copy_db)
+    sub.add_argument("target", metavar="TARGET",
+                     help="a SQLite path (new or empty) or a postgresql:// URL")
     return parser
 
 

@@ -5,6 +5,7 @@ runner and the store, and heavy modules are imported only by the command that ne
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from picron.errors import TaskFailed, ValidationError
@@ -293,6 +294,17 @@ def cmd_check(args, app) -> int:
     ok, message = check_ticks(app.store, app.config.node, app.clock(), args.max_age)
     print(message, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_copy_db(args, app) -> int:
+    from picron.storage import is_postgres
+    from picron.storage.copy import copy_database
+
+    target = args.target if is_postgres(args.target) else os.path.expanduser(args.target)
+    counts = copy_database(app.store, target)
+    print(f"copied {counts['task']} tasks, {counts['run']} runs and "
+          f"{sum(counts.values())} rows in all")
+    return EXIT_OK
 
 
 def cmd_backup(args, app) -> int:

@@ -41,9 +41,10 @@ def row_factory(cursor):
     return shaped
 
 
-# Sessions of closed stores, by location, for the next store of this process.
+# Sessions of closed stores, (location, session) oldest first, for the next store of this
+# process; at most IDLE_SESSIONS in all.
 IDLE_SESSIONS = 8
-_idle: dict[str, list] = {}
+_idle: list[tuple[str, psycopg.Connection]] = []
 _idle_pid = os.getpid()
 _idle_lock = threading.Lock()
 _inherited: list = []  # a forked child's copies of its parent's sessions: never touched
@@ -56,11 +57,12 @@ def _reuse(location: str) -> psycopg.Connection | None:
         with _idle_lock:
             if _idle_pid != os.getpid():  # a forked child: using or closing the parent's
                 _inherited.append(_idle)  # sessions would end them under the parent
-                _idle, _idle_pid = {}, os.getpid()
-            sessions = _idle.get(location)
-            if not sessions:
+                _idle, _idle_pid = [], os.getpid()
+            index = next((i for i in range(len(_idle) - 1, -1, -1)
+                          if _idle[i][0] == location), None)
+            if index is None:
                 return None
-            conn = sessions.pop()
+            conn = _idle.pop(index)[1]
         try:  # the server may have restarted, a newer picron migrated meanwhile
             version = conn.execute(f"select version from {pgdb.VERSION_TABLE}").fetchone()
             if version[0] == pgdb.SCHEMA_VERSION:
@@ -71,15 +73,18 @@ def _reuse(location: str) -> psycopg.Connection | None:
 
 
 def _keep(location: str, conn: psycopg.Connection) -> None:
-    """Keep a closed store's session for reuse, or close it."""
+    """Keep a closed store's session for reuse (closing the oldest kept one beyond
+    ``IDLE_SESSIONS``), or close it."""
+    if (conn.closed or conn.broken or _idle_pid != os.getpid()
+            or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE):
+        conn.close()
+        return
     with _idle_lock:
-        if (_idle_pid == os.getpid() and not conn.closed and not conn.broken
-                and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE):
-            sessions = _idle.setdefault(location, [])
-            if len(sessions) < IDLE_SESSIONS:
-                sessions.append(conn)
-                return
-    conn.close()
+        _idle.append((location, conn))
+        surplus = _idle[:-IDLE_SESSIONS]
+        del _idle[:-IDLE_SESSIONS]
+    for _, old in surplus:
+        old.close()
 
 
 class PostgresStore(SqlStore):

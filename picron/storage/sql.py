@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 
@@ -76,6 +76,15 @@ class SqlStore(Store):
 
     def now(self) -> datetime:
         return utcnow()
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Several reads from one consistent state of the database (backups, copies).
+        By default a write transaction, which holds the writers off meanwhile."""
+        return self.transaction()
+
+    def _copied(self, table: str) -> None:
+        """Called after a copy inserted rows with their ids into ``table``: a backend
+        whose ids come from a sequence moves it past them."""
 
     # -- tasks ---------------------------------------------------------------------------
 
