@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
@@ -34,24 +35,38 @@ class Row(tuple):
         return list(self.names)
 
 
+_ROW_TYPES: dict[tuple[str, ...], type] = {}
+
+
 def row_factory(cursor):
     """psycopg row factory making ``Row``s (one subclass per result shape)."""
-    names = {column.name: index for index, column in enumerate(cursor.description or ())}
-    shaped = type("Row", (Row,), {"__slots__": (), "names": names})
+    names = tuple(column.name for column in cursor.description or ())
+    shaped = _ROW_TYPES.get(names)
+    if shaped is None:
+        shaped = _ROW_TYPES[names] = type("Row", (Row,), {
+            "__slots__": (), "names": {name: index for index, name in enumerate(names)}})
     return shaped
 
 
-# Sessions of closed stores, (location, session) oldest first, for the next store of this
+# BEGIN and the write lock in one round trip (a constant: no parameters).
+_BEGIN_WRITE = f"begin; select pg_advisory_xact_lock({pgdb.WRITE_LOCK:d})"
+
+
+# Sessions of closed stores, (location, session, when kept) oldest first, for the next store of this
 # process; at most IDLE_SESSIONS in all.
 IDLE_SESSIONS = 8
-_idle: list[tuple[str, psycopg.Connection]] = []
+_idle: list[tuple[str, psycopg.Connection, float]] = []
 _idle_pid = os.getpid()
 _idle_lock = threading.Lock()
 _inherited: list = []  # a forked child's copies of its parent's sessions: never touched
 
 
 def _reuse(location: str) -> psycopg.Connection | None:
-    """A kept session of ``location`` that still answers on the current schema, or None."""
+    """A kept session of ``location`` that still answers on the current schema, or None.
+
+    A session kept for more than a second is checked first (one round trip): the server
+    may have restarted, or a newer picron migrated the schema meanwhile.
+    """
     global _idle, _idle_pid
     while True:
         with _idle_lock:
@@ -62,8 +77,10 @@ def _reuse(location: str) -> psycopg.Connection | None:
                           if _idle[i][0] == location), None)
             if index is None:
                 return None
-            conn = _idle.pop(index)[1]
-        try:  # the server may have restarted, a newer picron migrated meanwhile
+            _, conn, kept = _idle.pop(index)
+        if time.monotonic() - kept < 1 and not conn.broken:
+            return conn
+        try:
             version = conn.execute(f"select version from {pgdb.VERSION_TABLE}").fetchone()
             if version[0] == pgdb.SCHEMA_VERSION:
                 return conn
@@ -80,11 +97,19 @@ def _keep(location: str, conn: psycopg.Connection) -> None:
         conn.close()
         return
     with _idle_lock:
-        _idle.append((location, conn))
+        _idle.append((location, conn, time.monotonic()))
         surplus = _idle[:-IDLE_SESSIONS]
         del _idle[:-IDLE_SESSIONS]
-    for _, old in surplus:
+    for _, old, _ in surplus:
         old.close()
+
+
+def _rollback(conn: psycopg.Connection) -> None:
+    if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        try:
+            conn.execute("rollback")
+        except psycopg.Error:
+            pass  # the session is gone: so is its transaction
 
 
 class PostgresStore(SqlStore):
@@ -142,10 +167,15 @@ class PostgresStore(SqlStore):
         conn = self._session()
         self._depth = 1
         try:
-            with conn.transaction():
-                conn.execute("select pg_advisory_xact_lock(%s)", (pgdb.WRITE_LOCK,))
+            conn.execute(_BEGIN_WRITE)
+            try:
                 yield
+            except BaseException:
+                _rollback(conn)
+                raise
+            conn.execute("commit")
         except psycopg.Error as error:
+            _rollback(conn)
             raise pgdb.storage_error(error, self._where) from None
         finally:
             self._depth = 0
