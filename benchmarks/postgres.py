@@ -124,7 +124,7 @@ class PgBench:
             copy_rows(source, target)
 
     def tick(self, location: str, node: str = NODE) -> list[str]:
-        return [self.python, "-m", "picron", "--db", location, "-n", node, "run_scheduled", "-c"]
+        return [self.python, "-m", "picron", "--db", location, "run_scheduled", "-c", "-n", node]
 
     # -- the figures -----------------------------------------------------------------
 

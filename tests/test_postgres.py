@@ -218,6 +218,19 @@ def test_a_store_reconnects_after_the_server_dropped_its_session(pg_location):
     store.close()
 
 
+def test_a_kept_session_is_checked_before_it_is_reused(pg_location):
+    """Closed stores keep their sessions for the next store; one whose tables vanished
+    meanwhile (or whose server restarted) is not handed out."""
+    open_store(pg_location).close()
+    schema = pg_location.rsplit("%3D", 1)[1]
+    with admin(pg_location) as conn:
+        conn.execute(f"drop schema {schema} cascade")
+        conn.execute(f"create schema {schema}")
+    store = open_store(pg_location)
+    assert store.list_tasks() == []  # migrated again, on a new session
+    store.close()
+
+
 def test_now_is_the_server_clock(pg_location):
     store = open_store(pg_location)
     with admin(pg_location) as conn:

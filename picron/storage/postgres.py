@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
@@ -52,21 +51,18 @@ def row_factory(cursor):
 _BEGIN_WRITE = f"begin; select pg_advisory_xact_lock({pgdb.WRITE_LOCK:d})"
 
 
-# Sessions of closed stores, (location, session, when kept) oldest first, for the next store of this
+# Sessions of closed stores, (location, session) oldest first, for the next store of this
 # process; at most IDLE_SESSIONS in all.
 IDLE_SESSIONS = 8
-_idle: list[tuple[str, psycopg.Connection, float]] = []
+_idle: list[tuple[str, psycopg.Connection]] = []
 _idle_pid = os.getpid()
 _idle_lock = threading.Lock()
 _inherited: list = []  # a forked child's copies of its parent's sessions: never touched
 
 
 def _reuse(location: str) -> psycopg.Connection | None:
-    """A kept session of ``location`` that still answers on the current schema, or None.
-
-    A session kept for more than a second is checked first (one round trip): the server
-    may have restarted, or a newer picron migrated the schema meanwhile.
-    """
+    """A kept session of ``location`` that still answers on the current schema, or None
+    (one round trip: the server may have restarted, or a newer picron migrated meanwhile)."""
     global _idle, _idle_pid
     while True:
         with _idle_lock:
@@ -77,9 +73,7 @@ def _reuse(location: str) -> psycopg.Connection | None:
                           if _idle[i][0] == location), None)
             if index is None:
                 return None
-            _, conn, kept = _idle.pop(index)
-        if time.monotonic() - kept < 1 and not conn.broken:
-            return conn
+            conn = _idle.pop(index)[1]
         try:
             version = conn.execute(f"select version from {pgdb.VERSION_TABLE}").fetchone()
             if version[0] == pgdb.SCHEMA_VERSION:
@@ -97,10 +91,10 @@ def _keep(location: str, conn: psycopg.Connection) -> None:
         conn.close()
         return
     with _idle_lock:
-        _idle.append((location, conn, time.monotonic()))
+        _idle.append((location, conn))
         surplus = _idle[:-IDLE_SESSIONS]
         del _idle[:-IDLE_SESSIONS]
-    for _, old, _ in surplus:
+    for _, old in surplus:
         old.close()
 
 
