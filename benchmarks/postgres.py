@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url", nargs="?", default=os.environ.get("PICRON_TEST_PG"),
                         help="a PostgreSQL database picron may use (default $PICRON_TEST_PG)")
     parser.add_argument("--quick", action="store_true", help="fewer runs")
+    parser.add_argument("--only", metavar="PARTS", default="idle,due,claims",
+                        help="comma-separated parts to run: idle, due, claims (default: all)")
     parser.add_argument("--python", help="interpreter to measure (default: a fresh venv "
                         "holding picron, croniter and psycopg)")
     args = parser.parse_args(argv)
@@ -57,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         python = args.python or make_pg_venv(os.path.join(work, "venv"))
         bench = PgBench(args.url, python, work, runs, warmup)
         try:
-            rows = [*bench.idle(), *bench.due(), *bench.claims()]
+            rows = []
+            for part in args.only.split(","):
+                rows += {"idle": bench.idle, "due": bench.due,
+                         "claims": bench.claims}[part.strip()]()
         finally:
             bench.drop_schemas()
     print(f"picron on PostgreSQL — {os.cpu_count()} cores, {bench.server_version}, "
@@ -189,7 +194,7 @@ class PgBench:
         location = self.schema("claims")
         rows = []
         for label, target in (("PostgreSQL", location), ("SQLite", None)):
-            rates, wall = [], []
+            rates, wall, failed = [], [], []
             for _ in range(max(2, self.runs // 3)):
                 if target:
                     self.fill(target, template)
@@ -205,22 +210,22 @@ class PgBench:
                 procs = [subprocess.Popen(self.tick(db, node), env=self.env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                          for _ in range(CLAIM_PROCESSES) for node in CLAIM_NODES]
-                errors = [p.communicate()[1] for p in procs]
+                failed += [p.communicate()[1].decode().strip() for p in procs]
                 elapsed = time.perf_counter() - started
-                if any(errors) or any(p.returncode for p in procs):
-                    raise RuntimeError(f"a claiming tick failed: {errors}")
+                failed = [error for error in failed if error]
                 with open_store(db) as store:
                     count, distinct = store._one(
                         "select count(*), count(distinct task_id || ' ' || node) from run")
-                if count != distinct or count != tasks * len(CLAIM_NODES):
-                    raise RuntimeError(f"{label}: {count} runs, {distinct} distinct")
+                if count != distinct:
+                    raise RuntimeError(f"{label}: {count} runs, only {distinct} distinct")
                 rates.append(count / elapsed)
                 wall.append(elapsed)
             rows.append((f"claims, {len(CLAIM_NODES)} nodes × {CLAIM_PROCESSES} processes, "
                          f"{tasks} tasks × {len(CLAIM_NODES)} nodes, {label}",
                          f"{statistics.median(rates):.0f} runs/s",
                          f"{statistics.median(wall):.2f} s for {tasks * len(CLAIM_NODES)} runs",
-                         "0 duplicates"))
+                         f"0 duplicates, {len(failed)} failed ticks"
+                         + (f" ({failed[0]})" if failed else "")))
         return rows
 
 
