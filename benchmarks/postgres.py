@@ -99,7 +99,8 @@ class PgBench:
         self.url, self.python, self.work, self.runs, self.warmup = (
             url, python, work, runs, warmup)
         self.admin = psycopg.connect(url, autocommit=True)
-        self.server_version = "PostgreSQL " + self.admin.execute("show server_version").fetchone()[0]
+        version = self.admin.execute("show server_version").fetchone()[0]
+        self.server_version = f"PostgreSQL {version}"
         self.schemas: list[str] = []
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("PICRON_", "PYTHON"))}

@@ -23,7 +23,7 @@ import time
 from functools import lru_cache
 
 from picron.errors import StorageError
-from picron.storage import rules
+from picron.storage import UniqueViolation, rules
 
 try:
     import psycopg
@@ -164,8 +164,9 @@ class _BoolAsInt(IntDumper):
         return super().dump(int(obj))
 
 
-def connect(location: str, *, autocommit: bool = True) -> psycopg.Connection:
-    """A session to the picron database at ``location`` with picron's session settings.
+def connect(location: str) -> psycopg.Connection:
+    """A session (in autocommit) to the picron database at ``location`` with picron's
+    session settings.
 
     The URL's own libpq parameters (``options``, ``sslmode``, ...) are kept. Raises
     ``StorageError`` with one line naming the host when the server is down or refuses.
@@ -181,7 +182,7 @@ def connect(location: str, *, autocommit: bool = True) -> psycopg.Connection:
     params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     params.setdefault("application_name", "picron")
     try:
-        conn = psycopg.connect(autocommit=autocommit, **params)
+        conn = psycopg.connect(autocommit=True, **params)
     except psycopg.Error as error:
         raise connection_error(error, location) from None
     conn.adapters.register_dumper(bool, _BoolAsInt)
@@ -249,9 +250,8 @@ def redact(location: str) -> str:
 
 def connection_error(error: psycopg.Error, location: str) -> StorageError:
     """A failed connection: one line naming the server, never the password."""
-    text = re.sub(r"^(connection failed: )?(connection is bad: )?(connection to server .*? failed: )?"
-                  r"(FATAL: +)?",
-                  "", _first_line(error))
+    text = re.sub(r"^(connection failed: )?(connection is bad: )?"
+                  r"(connection to server .*? failed: )?(FATAL: +)?", "", _first_line(error))
     return StorageError(f"database server {server_name(location)}: cannot connect: {text}")
 
 
@@ -273,8 +273,6 @@ def _first_line(error: BaseException) -> str:
 def storage_error(error: psycopg.Error, where: str = "database") -> StorageError:
     """Map a psycopg error to one clear ``StorageError`` line: the only place that reads
     PostgreSQL's errors (by SQLSTATE class, not by message text)."""
-    from picron.storage import UniqueViolation
-
     if isinstance(error, pgerrors.UniqueViolation):
         return UniqueViolation(f"{where}: {_first_line(error)}")
     if isinstance(error, pgerrors.LockNotAvailable):

@@ -279,7 +279,8 @@ class SqlStore(Store):
         if scheduled and self._one(
                 f"select 1 from task_node where task_node.task_id = ? and {DUE} and not exists"
                 " (select 1 from run where run.task_id = task_node.task_id and run.node ="
-                " task_node.node and run.status = 'running')", (task_id, node, to_db(now))) is None:
+                " task_node.node and run.status = 'running')",
+                (task_id, node, to_db(now))) is None:
             return None  # won by another process already: no need to queue for the write lock
         try:
             with self.transaction():
