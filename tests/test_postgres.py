@@ -189,18 +189,27 @@ def test_a_writer_waits_at_most_lock_timeout_then_says_busy(pg_location, monkeyp
     waiter.close()
 
 
-def test_a_peer_stuck_inside_a_transaction_loses_the_lock(pg_location, monkeypatch):
+def test_a_peer_stuck_inside_a_transaction_is_cut_off_and_the_waiter_goes_on(
+        pg_location, monkeypatch):
     from picron.storage import pgdb
 
+    assert pgdb.IDLE_IN_TRANSACTION_MS < pgdb.LOCK_TIMEOUT_MS  # cut off before a waiter
+    assert pgdb.STATEMENT_TIMEOUT_MS < pgdb.LOCK_TIMEOUT_MS    # would give up
     monkeypatch.setattr(pgdb, "IDLE_IN_TRANSACTION_MS", 300)
     stuck, other = open_store(pg_location), open_store(pg_location)
+    finished = []
+    waiter = threading.Thread(target=lambda: finished.append(
+        (other.change_counter("other", 1), time.monotonic())))
     with pytest.raises(StorageError):
         with stuck.transaction():
             stuck.set_counter("lost", 1)
-            time.sleep(1)  # "hangs" inside: the server ends its session
+            waiter.start()  # queues for the write lock behind the stuck transaction
+            time.sleep(2)   # "hangs" inside it: the server ends the session after 0.3 s
+            woke = time.monotonic()
             stuck.set_counter("lost", 2)
-    other.set_counter("other", 1)  # not blocked
-    assert other.get_counter("lost") is None
+    waiter.join(30)
+    assert finished and finished[0][0] == 1 and finished[0][1] < woke  # went on meanwhile
+    assert other.get_counter("lost") is None                       # the stuck one: undone
     assert stuck.get_counter("other") == 1  # the stuck store reconnected by itself
     stuck.close()
     other.close()

@@ -34,10 +34,14 @@ from psycopg import errors as pgerrors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.numeric import IntDumper
 
-# Session settings (milliseconds), sent in the startup packet: no extra round trip.
-LOCK_TIMEOUT_MS = 5000           # as SQLite's busy timeout
-IDLE_IN_TRANSACTION_MS = 30000   # a peer stopped inside a transaction loses it
-STATEMENT_TIMEOUT_MS = 60000
+# Session settings (milliseconds), sent in the startup packet: no extra round trip. A peer
+# stuck inside a transaction, or in one statement, is cut off by the server before a
+# waiter for the write lock gives up, so the waiter goes on instead of failing; picron's
+# own transactions take milliseconds (on a loaded 2-core machine, 24 ticks queueing for
+# the lock waited more than SQLite's 5 s busy timeout: M1).
+IDLE_IN_TRANSACTION_MS = 15000
+STATEMENT_TIMEOUT_MS = 30000
+LOCK_TIMEOUT_MS = 45000
 CONNECT_TIMEOUT_S = 5
 
 # pg_advisory_xact_lock key of picron's writers: "picron" in ASCII. Advisory locks are per

@@ -177,13 +177,15 @@ class PostgresStore(SqlStore):
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """A read-only transaction on one consistent snapshot (backups and copies): it
-        takes no lock, so ticks and the web server go on writing meanwhile."""
+        takes no lock, so ticks and the web server go on writing meanwhile; it may sit
+        idle while the copy is written, so the idle timeout is off for it."""
         conn = self._session()
         self._depth = 1
         try:
             with conn.transaction():
                 conn.execute("set transaction isolation level repeatable read, read only")
-                conn.execute("set local statement_timeout = 0")
+                conn.execute("set local statement_timeout = 0")  # reads everything
+                conn.execute("set local idle_in_transaction_session_timeout = 0")
                 yield
         except psycopg.Error as error:
             raise pgdb.storage_error(error, self._where) from None
