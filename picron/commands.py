@@ -131,8 +131,8 @@ def cmd_task_edit(args, app) -> int:
     data = _definition(args)
     if args.rename is not None:
         data["name"] = args.rename
-    spec = app.parse_task(data, base=task.spec)
-    task = app.store.update_task(task.id, spec, app.clock(), actor=f"cli:{current_user()}")
+    task = app.store.edit_task(task.id, lambda base: app.parse_task(data, base=base),
+                               app.clock(), actor=f"cli:{current_user()}")
     print_json(task.to_json())
     return EXIT_OK
 

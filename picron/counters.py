@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from picron.errors import NotFound, ValidationError
 
-MAX_STEP = 2**53  # far beyond any real count; keeps every value an exact SQLite integer
+# The largest step, for the CLI, the API and Python alike: far beyond any real count, and
+# the largest integer that JSON readers with doubles (JavaScript) still get exactly.
+MAX_STEP = 2**53 - 1
 
 
 def check_counter_name(name: object) -> str:
@@ -38,7 +40,7 @@ def change_counter(store, name: str, by: int) -> int:
     """Add ``by`` (negative to decrease) to counter ``name``; returns the new value.
 
     A counter that does not exist yet starts at 0. Raises ``ValidationError`` for a bad
-    name or a ``by`` that is not an integer of magnitude at most 2**53.
+    name or a ``by`` that is not an integer of magnitude at most ``MAX_STEP``.
     """
     return store.change_counter(check_counter_name(name), _check_step(by))
 

@@ -125,6 +125,20 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class TickMark:
+    """Where the run history stood when a tick started (``Store.tick_mark``).
+
+    A scheduled claim made with it refuses a task with a run that was not finished by then
+    (running then, or started since) and has failed since: a failure that ends after a
+    tick started is retried by the next tick, never at once by one that overlapped it.
+    Exact, unlike a comparison of seconds-precision times.
+    """
+
+    last_run_id: int
+    running: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunningRun:
     """Who owns a run that is still marked ``running``, to detect a dead owner."""
 

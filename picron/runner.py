@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from picron.errors import PicronError
-from picron.records import Claim, Task
+from picron.records import Claim, RunningRun, Task
 from picron.schedule import utcnow
 from picron.storage import Store
 
@@ -97,6 +97,7 @@ class Runner:
         report = TickReport(node=self.node, now=now)
         self.store.record_tick(self.node, now)
         report.interrupted = self.recover_interrupted(now)
+        mark = self.store.tick_mark()  # after recovering: this tick retries what it recovered
         for name, reference in self.store.future_references(self.node, now):
             report.warnings.append(
                 f"task {name!r}: its last run ({reference:%Y-%m-%d %H:%M:%S} UTC) is in the "
@@ -104,9 +105,9 @@ class Runner:
         for task_id in self.store.due_task_ids(self.node, now):
             claim = self.store.claim_run(task_id, self.node, "scheduled", self.clock(),
                                          pid=os.getpid(), host=self.host,
-                                         timeout=self.default_timeout)
+                                         timeout=self.default_timeout, mark=mark)
             if claim is None:
-                continue  # another invocation is running it or has just run it
+                continue  # another invocation is running it or ran it since this one began
             if on_start:
                 on_start(claim.task)
             result = self.execute(claim)
@@ -118,9 +119,15 @@ class Runner:
         return report
 
     def due_tasks(self, at: datetime) -> list[Task]:
-        """The tasks a tick at ``at`` would run on this node (for ``--dryrun``), in order."""
-        return [task for task in self.store.list_tasks(self.node)
-                if task.active and task.next_runs[self.node] <= at]
+        """The tasks a tick at ``at`` would run on this node (for ``--dryrun``), in order.
+
+        The tick's own answer without its writes: the store's due tasks, less those
+        running here under an owner that the tick would not find lost.
+        """
+        busy = {run.task_id for run in self.store.running_runs()
+                if run.node == self.node and self._lost(run, at) is None}
+        return [self.store.get_task(task_id)
+                for task_id in self.store.due_task_ids(self.node, at) if task_id not in busy]
 
     def claim_manual(self, task_id: int, node: str | None = None) -> Claim:
         """Claim a manual run (SPEC §2 rule 7); raises ``AlreadyRunning`` or ``NotFound``."""
@@ -167,16 +174,23 @@ class Runner:
         """Record runs whose owning process died as ``interrupted``; returns their ids."""
         recovered = []
         for run in self.store.running_runs():
-            owner_dead = run.host == self.host and run.pid is not None and not _alive(run.pid)
-            overdue = run.deadline is not None and run.deadline + STALE_GRACE < now
-            if not (owner_dead or overdue):
+            why = self._lost(run, now)
+            if why is None:
                 continue
-            why = (f"the process running it (pid {run.pid} on {run.host}) died" if owner_dead
-                   else "it outlived its timeout; its process is gone or unresponsive")
             duration = max((now - run.start).total_seconds(), 0.0)
             if self.store.finish_run(run.id, "interrupted", now, duration, f"interrupted: {why}"):
                 recovered.append(run.id)
         return recovered
+
+
+    def _lost(self, run: RunningRun, now: datetime) -> str | None:
+        """Why ``run`` has lost its owner (its process died, or it is long overdue), or
+        None while it may still be running: shared by the recovery and the dry run."""
+        if run.host == self.host and run.pid is not None and not _alive(run.pid):
+            return f"the process running it (pid {run.pid} on {run.host}) died"
+        if run.deadline is not None and run.deadline + STALE_GRACE < now:
+            return "it outlived its timeout; its process is gone or unresponsive"
+        return None
 
 
 def _alive(pid: int) -> bool:

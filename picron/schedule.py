@@ -1,18 +1,18 @@
 """Time and crontab arithmetic: the only module that imports croniter.
 
 Inside picron every instant is an aware UTC ``datetime``; the database stores them as
-ISO 8601 text at seconds precision, written by ``to_db`` and read by ``from_db``.
+ISO 8601 text at seconds precision, written by ``to_db`` and read by ``from_db`` (defined
+in ``picron.timestamps``, which an idle tick can import without ``re``).
 croniter is imported lazily so that a cron tick that finds nothing due never pays for it.
 """
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from functools import lru_cache
 
 from picron.errors import ValidationError
-
-UTC = timezone.utc
+from picron.timestamps import UTC, from_db, to_db, utcnow  # noqa: F401 - re-exported
 ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 MAX_INTERVAL_LENGTH = 200
 _NAMES = {name: number for number, name in enumerate(
@@ -20,32 +20,6 @@ _NAMES = {name: number for number, name in enumerate(
 _NAMES.update({name: number for number, name in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)})
 _RANGE = re.compile(r"^(\w+)-(\w+)$")
-
-
-def utcnow() -> datetime:
-    """The current instant, aware, in UTC."""
-    return datetime.now(UTC)
-
-
-def to_db(instant: datetime) -> str:
-    """Format an aware instant for the database and JSON (UTC, seconds precision).
-
-    Raises ``ValueError`` for a naive datetime: a naive time is always a bug here.
-    """
-    if instant.tzinfo is None:
-        raise ValueError("naive datetime given to to_db()")
-    # Always "2026-01-01T00:00:00+00:00"; isoformat is 1.7x faster than strftime, and
-    # times read back from the database need no conversion at all (lists of 10,000 tasks).
-    if instant.tzinfo is not UTC or instant.microsecond:
-        instant = instant.astimezone(UTC).replace(microsecond=0)
-    return instant.isoformat()
-
-
-def from_db(text: str | None) -> datetime | None:
-    """Parse a timestamp written by ``to_db`` (None stays None)."""
-    if text is None:
-        return None
-    return datetime.fromisoformat(text)
 
 
 def parse_instant(text: str, tz: tzinfo | None = None, field: str = "at") -> datetime:
@@ -61,13 +35,6 @@ def parse_instant(text: str, tz: tzinfo | None = None, field: str = "at") -> dat
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz or UTC)
     return value.astimezone(UTC)
-
-
-def ceil_second(instant: datetime) -> datetime:
-    """Round up to a whole second, so that a stored time is never earlier than the real one."""
-    if instant.microsecond:
-        instant = instant.replace(microsecond=0) + timedelta(seconds=1)
-    return instant
 
 
 def get_zone(name: str | None, default: tzinfo | None = None) -> tzinfo:

@@ -119,6 +119,17 @@ def make_store(request):
         yield make
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request, tmp_path):
+    """A database location for processes to share: a new SQLite file, or $PICRON_TEST_PG."""
+    if request.param == "postgres":
+        location = os.environ.get("PICRON_TEST_PG")
+        if not location:
+            pytest.skip(POSTGRES_SKIP)
+        return location
+    return str(tmp_path / "picron.db")
+
+
 @pytest.fixture
 def store(make_store):
     """An empty store (default zone UTC) on each backend: the storage contract's suite."""

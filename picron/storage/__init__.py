@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from datetime import datetime, tzinfo
 
-    from picron.records import (AuditEntry, Claim, Event, Run, RunningRun, Task,
-                                TaskSpec)
+    from picron.records import (AuditEntry, Claim, Event, Run, RunningRun, Task, TaskSpec,
+                                TickMark)
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -177,8 +177,12 @@ class Store(ABC):
 
     @abstractmethod
     def due_task_ids(self, node: str, now: datetime) -> list[int]:
-        """Ids of the tasks a tick on ``node`` at ``now`` runs, in run order: the one
-        definition of "due" (the claim, the idle look and the dry run use the same)."""
+        """Ids of the tasks due on ``node`` at ``now``, in run order: the one definition
+        of "due" (``picron.storage.rules.DUE``; the claim and the idle look use the same)."""
+
+    @abstractmethod
+    def tick_mark(self) -> TickMark:
+        """Where the run history stands now, read in one snapshot (see ``TickMark``)."""
 
     @abstractmethod
     def future_references(self, node: str, now: datetime) -> list[tuple[str, datetime]]:
@@ -186,13 +190,14 @@ class Store(ABC):
 
     @abstractmethod
     def claim_run(self, task_id: int, node: str, trigger: str, now: datetime, *,
-                  pid: int, host: str, timeout: int, boot_id: str | None = None,
-                  pidns: str | None = None, proc_start: str | None = None,
-                  pgid: int | None = None, lease_until: datetime | None = None
-                  ) -> Claim | None:
+                  pid: int, host: str, timeout: int, mark: TickMark | None = None,
+                  boot_id: str | None = None, pidns: str | None = None,
+                  proc_start: str | None = None, pgid: int | None = None,
+                  lease_until: datetime | None = None) -> Claim | None:
         """Atomically start a run (insert its ``running`` row) or refuse.
 
-        A scheduled claim succeeds only while the task is due on ``node`` and returns None
+        A scheduled claim succeeds only while the task is due on ``node`` (and, given the
+        tick's ``mark``, has no run unfinished at the mark that failed since) and returns None
         otherwise or when the task is already running there; a manual claim raises
         ``NotFound`` or ``AlreadyRunning``. ``timeout`` is the default for a task without
         its own; the claim carries the effective one and the run's deadline follows it.
@@ -225,8 +230,8 @@ class Store(ABC):
 
     @abstractmethod
     def list_runs(self, task_id: int | None = None, limit: int = 50,
-                  status: str | None = None) -> list[Run]:
-        """The run history, newest first."""
+                  status: str | None = None, task_name: str | None = None) -> list[Run]:
+        """The run history, newest first; ``task_name``: the kept runs of a deleted task."""
 
     @abstractmethod
     def get_run(self, run_id: int) -> Run:
@@ -290,6 +295,10 @@ class Store(ABC):
     @abstractmethod
     def set_setting(self, key: str, value: str) -> None:
         """Store a setting."""
+
+    @abstractmethod
+    def delete_setting(self, key: str) -> bool:
+        """Remove a setting; False if it was not set."""
 
     @abstractmethod
     def list_audit(self, limit: int = 100) -> list[AuditEntry]:

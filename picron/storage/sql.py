@@ -18,9 +18,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 
 from picron.errors import AlreadyRunning, Conflict, NotFound
-from picron.records import (AuditEntry, Claim, Event, Run, RunningRun, Task, TaskSpec,
-                            truncate_message)
-from picron.schedule import ceil_second, from_db, get_zone, next_fire, to_db, utcnow
+from picron.records import (FAILURE_STATUSES, AuditEntry, Claim, Event, Run, RunningRun,
+                            Task, TaskSpec, TickMark, truncate_message)
+from picron.schedule import from_db, get_zone, next_fire, to_db, utcnow
 from picron.storage import Store, UniqueViolation
 from picron.storage.rules import DUE, TICK_UPSERT
 
@@ -263,6 +263,12 @@ class SqlStore(Store):
             f" where {DUE} order by task.ordering, task.id", (node, to_db(now)))
         return [row[0] for row in rows]
 
+    def tick_mark(self) -> TickMark:
+        rows = self._all("select id, status from run where status = 'running'"
+                         " or id = (select max(id) from run)")
+        return TickMark(last_run_id=max((row[0] for row in rows), default=0),
+                        running=tuple(row[0] for row in rows if row[1] == "running"))
+
     def future_references(self, node: str, now: datetime) -> list[tuple[str, datetime]]:
         rows = self._all(
             "select task.name, task_node.last_run_at from task_node"
@@ -271,10 +277,10 @@ class SqlStore(Store):
         return [(row[0], from_db(row[1])) for row in rows]
 
     def claim_run(self, task_id: int, node: str, trigger: str, now: datetime, *,
-                  pid: int, host: str, timeout: int, boot_id: str | None = None,
-                  pidns: str | None = None, proc_start: str | None = None,
-                  pgid: int | None = None, lease_until: datetime | None = None
-                  ) -> Claim | None:
+                  pid: int, host: str, timeout: int, mark: TickMark | None = None,
+                  boot_id: str | None = None, pidns: str | None = None,
+                  proc_start: str | None = None, pgid: int | None = None,
+                  lease_until: datetime | None = None) -> Claim | None:
         scheduled = trigger == "scheduled"
         if scheduled and self._one(
                 f"select 1 from task_node where task_node.task_id = ? and {DUE} and not exists"
@@ -285,9 +291,11 @@ class SqlStore(Store):
         try:
             with self.transaction():
                 if scheduled:
+                    unfinished, params = _unfinished_at(mark)
                     row = self._one(
                         "select task.timeout from task join task_node on task_node.task_id"
-                        f" = task.id where task.id = ? and {DUE}", (task_id, node, to_db(now)))
+                        f" = task.id where task.id = ? and {DUE}{unfinished}",
+                        (task_id, node, to_db(now), *params))
                 else:
                     row = self._one("select timeout from task where id = ?", (task_id,))
                 if row is None:
@@ -321,14 +329,14 @@ class SqlStore(Store):
                 (status, to_db(end), round(duration, 3), truncate_message(message), run_id))
             if run is None:
                 return False
-            self._apply_result(run[0], run[1], run[2], status, end)
+            self._apply_result(run[0], run[1], run[2], status)
         return True
 
-    def _apply_result(self, task_id: int | None, node: str, start_at: str, status: str,
-                      end: datetime) -> None:
+    def _apply_result(self, task_id: int | None, node: str, start_at: str,
+                      status: str) -> None:
         """SPEC §2 rule 4: a success, or a failure that counts, becomes the node's last run
-        and moves the next run; a failure that will be retried keeps the slot but is not
-        due again before ``end``, so ticks that overlapped it do not retry it at once."""
+        and moves the next run; a failure that will be retried keeps the slot, so the task
+        stays due (an overlapping tick is kept from retrying it by its ``TickMark``)."""
         row = self._one(
             "select task.interval, task.timezone, task.active, task.retry_if_failed,"
             " task.max_retries, task_node.last_run_at, task_node.next_run_at,"
@@ -346,14 +354,11 @@ class SqlStore(Store):
             attempts, last_run_at = 0, start_at
             zone = get_zone(row["timezone"], self.default_zone)
             next_run_at = to_db(next_fire(row["interval"], from_db(start_at), zone))
-            due_at = next_run_at
-        else:
-            due_at = max(next_run_at, to_db(ceil_second(end)))
         self._exec(
             "update task_node set last_run_at = ?, next_run_at = ?, due_at = ?,"
             " last_status = ?, failure_streak = ?, failed_attempts = ?, last_attempt_at = ?"
             " where task_id = ? and node = ?",
-            (last_run_at, next_run_at, due_at if row["active"] else None, status,
+            (last_run_at, next_run_at, next_run_at if row["active"] else None, status,
              row["failure_streak"] + 1 if failed else 0, attempts, start_at, task_id, node))
 
     def running_runs(self) -> list[RunningRun]:
@@ -379,8 +384,11 @@ class SqlStore(Store):
     # -- run history ---------------------------------------------------------------------
 
     def list_runs(self, task_id: int | None = None, limit: int = 50,
-                  status: str | None = None) -> list[Run]:
+                  status: str | None = None, task_name: str | None = None) -> list[Run]:
         clauses, params = [], []
+        if task_name is not None:
+            clauses.append("run.task_id is null and run.task_name = ?")
+            params.append(task_name)
         if task_id is not None:
             clauses.append("run.task_id = ?")
             params.append(task_id)
@@ -469,6 +477,10 @@ class SqlStore(Store):
             self._exec("insert into setting (key, value) values (?, ?) on conflict (key)"
                        " do update set value = excluded.value", (key, value))
 
+    def delete_setting(self, key: str) -> bool:
+        with self.transaction():
+            return self._exec("delete from setting where key = ?", (key,)) > 0
+
     def list_audit(self, limit: int = 100) -> list[AuditEntry]:
         rows = self._all("select id, at, actor, action, task_id, detail from audit"
                          " order by id desc limit ?", (limit,))
@@ -501,6 +513,19 @@ class SqlStore(Store):
             if not self._exec("update event set delivered = ?, detail = ? where id = ?",
                               (self._flag(delivered), truncate_message(detail), event_id)):
                 raise NotFound(f"event {event_id} not found", field="id")
+
+
+def _unfinished_at(mark: TickMark | None) -> tuple[str, tuple]:
+    """The claim's condition that no run of the task that was unfinished at ``mark`` has
+    failed since (a success moved the next run: whether that is due is the rule's)."""
+    if mark is None:
+        return "", ()
+    running = (f" or run.id in ({', '.join('?' * len(mark.running))})"
+               if mark.running else "")
+    failures = ", ".join("?" * len(FAILURE_STATUSES))
+    return (" and not exists (select 1 from run where run.task_id = task.id and run.node ="
+            f" task_node.node and run.status in ({failures}) and (run.id > ?{running}))",
+            (*FAILURE_STATUSES, mark.last_run_id, *mark.running))
 
 
 @contextmanager

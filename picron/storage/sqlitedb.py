@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 
 from picron.errors import StorageError
 from picron.storage import DatabaseBusy, UniqueViolation
 from picron.storage.rules import ANYTHING_TO_DO, TICK_UPSERT
+from picron.timestamps import to_db, utcnow
 
 BUSY_TIMEOUT_SECONDS = 5.0
 
@@ -106,6 +106,9 @@ MIGRATIONS = [
     update task_node set last_attempt_at = (
         select max(run.start_at) from run where run.task_id = task_node.task_id
         and run.node = task_node.node and run.status != 'running');
+    -- due_at is now exactly next_run_at while active (picron.storage.rules.DUE): a retry
+    -- is no longer put off to the second after its failure ended.
+    update task_node set due_at = next_run_at where due_at is not null;
     -- The owner of a run (host, boot, PID namespace, process start, process group) and
     -- its lease, for liveness across hosts and reboots (SPEC §2 rule 6).
     alter table run add column boot_id text;
@@ -301,7 +304,7 @@ def tick_is_idle(path: str, node: str) -> bool:
     """
     if not _usable_file(path):
         return False
-    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())  # as schedule.to_db
+    now = to_db(utcnow())
     conn = None
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
