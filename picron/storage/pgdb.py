@@ -19,11 +19,11 @@ server after ``idle_in_transaction_session_timeout``, and no statement runs long
 from __future__ import annotations
 
 import re
-import time
 from functools import lru_cache
 
 from picron.errors import StorageError
 from picron.storage import UniqueViolation, rules
+from picron.timestamps import to_db, utcnow
 
 try:
     import psycopg
@@ -325,7 +325,7 @@ def tick_is_idle(location: str, node: str) -> bool:
     whose error the full tick reports). Raises ``StorageError`` when the server cannot be
     reached, so that a down server is not waited for twice.
     """
-    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())  # as schedule.to_db
+    now = to_db(utcnow())
     conn = connect(location)
     try:
         with conn:
