@@ -1,7 +1,6 @@
 """Shared fixtures: a store on every backend, a controllable clock, fake task modules, an app."""
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from contextlib import ExitStack
@@ -121,12 +120,10 @@ def make_store(request):
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def location(request, tmp_path):
-    """A database location for processes to share: a new SQLite file, or $PICRON_TEST_PG."""
+    """A database location for processes to share: a new SQLite file, or a fresh schema at
+    $PICRON_TEST_PG (skipped without it)."""
     if request.param == "postgres":
-        location = os.environ.get("PICRON_TEST_PG")
-        if not location:
-            pytest.skip(POSTGRES_SKIP)
-        return location
+        return request.getfixturevalue("pg_location")
     return str(tmp_path / "picron.db")
 
 
