@@ -152,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("shell", choices=["bash"],
                      help="the shell (for bash: picron completion bash "
                           "> /etc/bash_completion.d/picron)")
+
+    sub = command("copy-db", "copy everything into another, empty database (SQLite or "
+                  "PostgreSQL)", commands.cmd_copy_db)
+    sub.add_argument("target", metavar="TARGET",
+                     help="a SQLite path (new or empty) or a postgresql:// URL")
     return parser
 
 

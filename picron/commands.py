@@ -5,6 +5,7 @@ runner and the store, and heavy modules are imported only by the command that ne
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from picron.errors import TaskFailed, ValidationError
@@ -368,6 +369,17 @@ def cmd_doctor(args, app) -> int:
     if not report.problems:
         print("ok: a run_scheduled tick as this user can use this database")
     return EXIT_FAILED if report.problems else EXIT_OK
+
+
+def cmd_copy_db(args, app) -> int:
+    from picron.storage import is_postgres
+    from picron.storage.copy import copy_database
+
+    target = args.target if is_postgres(args.target) else os.path.expanduser(args.target)
+    counts = copy_database(app.store, target)
+    print(f"copied {counts['task']} tasks, {counts['run']} runs and "
+          f"{sum(counts.values())} rows in all")
+    return EXIT_OK
 
 
 def cmd_backup(args, app) -> int:

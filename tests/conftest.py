@@ -1,9 +1,9 @@
 """Shared fixtures: a store on every backend, a controllable clock, fake task modules, an app."""
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
+from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,6 +12,7 @@ from picron.app import App
 from picron.config import Config
 from picron.modules import Option, Registry, TaskModule
 from picron.storage import open_store
+from tests.pgserver import fresh_postgres, pg_location, require_postgres  # noqa: F401
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -99,38 +100,30 @@ def registry():
     return Registry(modules=FAKE_MODULES)
 
 
-POSTGRES_SKIP = "set PICRON_TEST_PG=postgresql://... to run the PostgreSQL half"
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def make_store(request):
     """``make_store(default_zone=UTC)``: a new, empty store on the backend of the test's
-    parameter (SQLite in memory; PostgreSQL at $PICRON_TEST_PG, else skipped)."""
+    parameter (SQLite in memory; PostgreSQL: a fresh schema at $PICRON_TEST_PG, else
+    skipped)."""
     if request.param == "postgres":
-        location = os.environ.get("PICRON_TEST_PG")
-        if not location:
-            pytest.skip(POSTGRES_SKIP)
-    else:
-        location = ":memory:"
-    opened = []
+        require_postgres()
+    with ExitStack() as stack:
+        def make(default_zone=timezone.utc):
+            location = (stack.enter_context(fresh_postgres()) if request.param == "postgres"
+                        else ":memory:")
+            store = open_store(location, default_zone=default_zone)
+            stack.callback(store.close)
+            return store
 
-    def make(default_zone=timezone.utc):
-        opened.append(open_store(location, default_zone=default_zone))
-        return opened[-1]
-
-    yield make
-    for store in opened:
-        store.close()
+        yield make
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def location(request, tmp_path):
-    """A database location for processes to share: a new SQLite file, or $PICRON_TEST_PG."""
+    """A database location for processes to share: a new SQLite file, or a fresh schema at
+    $PICRON_TEST_PG (skipped without it)."""
     if request.param == "postgres":
-        location = os.environ.get("PICRON_TEST_PG")
-        if not location:
-            pytest.skip(POSTGRES_SKIP)
-        return location
+        return request.getfixturevalue("pg_location")
     return str(tmp_path / "picron.db")
 
 

@@ -25,7 +25,7 @@ def spec(name, interval="*/5 * * * *", nodes=("node1",), module="succeed", **kw)
 
 
 def make_runner(store, registry, clock, node="node1"):
-    return Runner(store, registry, node=node, clock=clock, db_clock=clock)
+    return Runner(store, registry, node=node, clock=clock, db_clock=clock, isolate=False)
 
 
 def test_privacyidea_scheduling_scenario_in_moscow_time(make_store, registry):

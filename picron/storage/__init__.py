@@ -83,7 +83,7 @@ def tick_is_idle(location: str, node: str) -> bool:
     Raises ``StorageError`` only for a database locked by another process.
     """
     if is_postgres(location):
-        from picron.storage.postgres import tick_is_idle as look
+        from picron.storage.pgdb import tick_is_idle as look
     else:
         from picron.storage.sqlitedb import tick_is_idle as look
     return look(location, node)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 
@@ -81,6 +81,15 @@ class SqlStore(Store):
 
     def now(self) -> datetime:
         return utcnow()
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Several reads from one consistent state of the database (backups, copies).
+        By default a write transaction, which holds the writers off meanwhile."""
+        return self.transaction()
+
+    def _copied(self, table: str) -> None:
+        """Called after a copy inserted rows with their ids into ``table``: a backend
+        whose ids come from a sequence moves it past them."""
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -324,6 +333,12 @@ class SqlStore(Store):
                   lease_until: datetime | None = None,
                   db_now: datetime | None = None) -> Claim | None:
         scheduled = trigger == "scheduled"
+        if scheduled and self._one(
+                f"select 1 from task_node where task_node.task_id = ? and {DUE} and not exists"
+                " (select 1 from run where run.task_id = task_node.task_id and run.node ="
+                " task_node.node and run.status = 'running')",
+                (task_id, node, to_db(now))) is None:
+            return None  # won by another process already: no need to queue for the write lock
         try:
             with self.transaction():
                 if scheduled:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -127,19 +126,29 @@ class Picron:
             store.close()
 
     def query(self, sql: str, params=()) -> list[tuple]:
-        conn = sqlite3.connect(self.db, timeout=30)
+        """Rows of a read-only query (``?`` placeholders) on either backend."""
+        store = self.store()
         try:
-            return conn.execute(sql, params).fetchall()
+            return [tuple(row) for row in store._all(sql, params)]
         finally:
-            conn.close()
+            store.close()
 
     def log(self, name: str = "events") -> str:
         return str(self.tmp / f"{name}.jsonl")
 
 
+# Runs a test on both backends: ``@BOTH_BACKENDS`` before a test taking ``lab``.
+BOTH_BACKENDS = pytest.mark.parametrize("lab", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture
-def lab(tmp_path, plugin_path) -> Picron:
-    db = str(tmp_path / "picron.db")
+def lab(request, tmp_path, plugin_path) -> Picron:
+    """A new database: a SQLite file, or with ``BOTH_BACKENDS`` also a fresh PostgreSQL
+    schema (skipped without $PICRON_TEST_PG)."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        db = request.getfixturevalue("pg_location")
+    else:
+        db = str(tmp_path / "picron.db")
     open_store(db).close()
     return Picron(db=db, tmp=tmp_path, plugin_path=plugin_path)
 

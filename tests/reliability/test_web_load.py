@@ -1,4 +1,5 @@
-"""W1, W2, W4, D1, D2: the served web page under load, slow clients, SIGTERM and backups."""
+"""W1, W2, W4, D1, D2: the served web page under load, slow clients, SIGTERM and backups;
+W1 and D1 also on PostgreSQL (M6)."""
 from __future__ import annotations
 
 import collections
@@ -11,7 +12,9 @@ import sqlite3
 import threading
 import time
 
-from .conftest import percentile, scale
+import pytest
+
+from .conftest import BOTH_BACKENDS, percentile, scale
 
 LOAD_SECONDS = scale(8, 60)
 # The short form halves the clients: they are threads of the test process itself, and on a
@@ -66,6 +69,10 @@ def _client_loop(served, stop, latencies, errors, ids, seed) -> None:
     conn.close()
 
 
+@pytest.mark.parametrize("lab", ["sqlite", pytest.param("postgres", marks=pytest.mark.xfail(
+    reason="M6: W1's p99 <= 250 ms is not met on PostgreSQL on a 2-core machine shared with "
+           "the server (p99 294 ms idle, 0.6-1.1 s loaded; docs/reliability.md)", strict=False))],
+    indirect=True)
 def test_w1_concurrent_clients(lab, serve, figure):
     ids = _tasks(lab)
     served = serve(password="correct horse battery")
@@ -204,6 +211,7 @@ def test_w4_sigterm_under_load(lab, serve, figure):
            f"{len(errors)} refused connections after the stop")
 
 
+@BOTH_BACKENDS
 def test_d1_d2_writes_while_ticking_and_backup(lab, serve, figure):
     _tasks(lab, 3)
     served = serve()
