@@ -25,6 +25,9 @@ from picron.storage import Store
 
 logger = logging.getLogger(__name__)
 
+# A last run less than this ahead of a tick's clock is another process's or node's clock a
+# little ahead, not this clock gone backwards: no warning (the task waits all the same).
+CLOCK_TOLERANCE = timedelta(seconds=60)
 # A run still "running" this long after its deadline (on the database's clock) has lost its
 # owner even though the owner process lives: it hangs (stopped, or stuck in the database).
 STALE_GRACE = timedelta(seconds=60)
@@ -113,7 +116,9 @@ class Runner:
         self.store.record_tick(self.node, now)
         report.interrupted = self.recover_interrupted(now, report.warnings)
         mark = self.store.tick_mark()  # after recovering: this tick retries what it recovered
-        for name, reference in self.store.future_references(self.node, now):
+        # a last run only a little ahead is another process's clock (or this one's, read a
+        # moment later), not the clock going backwards: warn past CLOCK_TOLERANCE only
+        for name, reference in self.store.future_references(self.node, now + CLOCK_TOLERANCE):
             report.warnings.append(
                 f"task {name!r}: its last run ({reference:%Y-%m-%d %H:%M:%S} UTC) is in the "
                 "future - the clock went backwards; it waits for its next slot")

@@ -161,6 +161,18 @@ def test_inactive_tasks_never_run_but_have_next_runs(store, registry, clock):
     assert store.get_task(task.id).next_runs == {"node1": at("2026-01-01 00:05+00:00")}
 
 
+def test_a_last_run_seconds_ahead_is_another_clock_not_a_warning(store, registry, clock):
+    """Processes and nodes read clocks a little apart (M1): under a minute ahead, no warning;
+    the task still waits for its next slot."""
+    task = store.add_task(spec("t"), clock())
+    clock.advance(minutes=10)
+    store.set_last_run(task.id, "node1", clock() + timedelta(seconds=30))
+    report = make_runner(store, registry, clock).run_scheduled()
+    assert (report.results, report.warnings) == ([], [])
+    store.set_last_run(task.id, "node1", clock() + timedelta(seconds=61))
+    assert "clock went backwards" in make_runner(store, registry, clock).run_scheduled().warnings[0]
+
+
 def test_clock_going_backwards_runs_nothing_twice_and_warns(store, registry, clock):
     store.add_task(spec("t"), clock())
     runner = make_runner(store, registry, clock)
