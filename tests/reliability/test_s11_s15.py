@@ -210,9 +210,7 @@ def test_s14_the_token_is_only_in_the_0600_database(lab, figure):
     figure("the API token lives only in the database, mode 0600")
 
 
-@pytest.mark.parametrize("command", [
-    "backup", pytest.param("export", marks=pytest.mark.xfail(
-        reason="fixed on the storage branch", strict=False))])
+@pytest.mark.parametrize("command", ["backup", "export"])
 def test_s14_backup_and_export_are_0600_from_creation(lab, command):
     lab.add_tasks(*({"name": f"t{i}", "interval": "@daily", "taskmodule": "record",
                      "options": {"log": "x" * 1000}} for i in range(200)))
