@@ -230,6 +230,9 @@ def test_create_list_disable_run_and_history(server, browser):
     assert "success" in find(By.ID, "task-1").text
     assert "2 failures in a row" in find(By.ID, "task-4").text
     assert "failing" in find(By.CLASS_NAME, "dashboard").text
+    visit(browser, base + "/events")  # the failing task went down (SPEC §7)
+    assert "down" in find(By.CSS_SELECTOR, "table.events").text
+    browser.get(base + "/")
 
     # search, filter, the task page with a node choice, clone, bulk, history filters
     find(By.ID, "q").send_keys("report")
