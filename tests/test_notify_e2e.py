@@ -26,7 +26,8 @@ from tests.webfixtures import db, site, web_app  # noqa: F401 - fixtures
 
 
 class Scripted(TaskModule):
-    """Succeeds or fails as the test says: ``Scripted.outcomes`` is consumed one per run."""
+    """Succeeds or fails as the test says: ``Scripted.outcomes`` is consumed one per run (in
+    this process: its runners do not isolate, or a child would consume its own copy)."""
 
     identifier = "scripted"
     description = "Follows a script of outcomes."
@@ -58,7 +59,7 @@ def tick(runner, clock):
 def test_fails_fails_succeeds_is_one_down_and_one_up(store, scripted, clock, receiver, sink):
     settings = Settings(url=receiver.url, email="ops@example.org", smtp_host=sink.host,
                         mail_from="picron@example.org")
-    runner = Runner(store, scripted, node="node1", clock=clock, notify=settings)
+    runner = Runner(store, scripted, node="node1", clock=clock, isolate=False, notify=settings)
     task = add(store, clock)
     Scripted.outcomes = [False, False, True, True]
     statuses = [tick(runner, clock).results[0].status for _ in range(4)]
@@ -81,7 +82,7 @@ def test_fails_fails_succeeds_is_one_down_and_one_up(store, scripted, clock, rec
 
 
 def test_a_task_failing_at_every_tick_notifies_once(store, scripted, clock, receiver):
-    runner = Runner(store, scripted, node="node1", clock=clock,
+    runner = Runner(store, scripted, node="node1", clock=clock, isolate=False,
                     notify=Settings(url=receiver.url))
     add(store, clock)
     Scripted.outcomes = [False] * 6
@@ -94,7 +95,7 @@ def test_a_task_failing_at_every_tick_notifies_once(store, scripted, clock, rece
 @pytest.mark.parametrize("receiver", ["hang"], indirect=True)
 def test_a_hanging_receiver_delays_the_next_task_only_by_the_timeout(store, scripted, clock,
                                                                      receiver):
-    runner = Runner(store, scripted, node="node1", clock=clock,
+    runner = Runner(store, scripted, node="node1", clock=clock, isolate=False,
                     notify=Settings(url=receiver.url, timeout=0.5))
     first = add(store, clock, "first", ordering=0)
     second = add(store, clock, "second", module="succeed", ordering=1)
@@ -115,7 +116,7 @@ def test_a_hanging_receiver_delays_the_next_task_only_by_the_timeout(store, scri
 
 @pytest.mark.parametrize("receiver", ["error"], indirect=True)
 def test_an_undelivered_up_keeps_the_success(store, scripted, clock, receiver):
-    runner = Runner(store, scripted, node="node1", clock=clock,
+    runner = Runner(store, scripted, node="node1", clock=clock, isolate=False,
                     notify=Settings(url=receiver.url))
     task = add(store, clock)
     Scripted.outcomes = [False, True]
@@ -131,7 +132,7 @@ def test_an_undelivered_up_keeps_the_success(store, scripted, clock, receiver):
 def test_the_task_overrides_the_config(store, scripted, clock, receiver, sink):
     config_receiver = HttpReceiver()
     try:
-        runner = Runner(store, scripted, node="node1", clock=clock,
+        runner = Runner(store, scripted, node="node1", clock=clock, isolate=False,
                         notify=Settings(url=config_receiver.url, email="ops@example.org",
                                         smtp_host=sink.host))
         add(store, clock, "own", notify_url=receiver.url, notify_email="")
@@ -154,8 +155,8 @@ def test_the_task_overrides_the_config(store, scripted, clock, receiver, sink):
 def test_each_node_has_its_own_state(store, scripted, clock):
     """Down on node1 says nothing about node2; a node's first failure is down there too."""
     task = add(store, clock, nodes=("node1", "node2"))
-    one = Runner(store, scripted, node="node1", clock=clock)
-    two = Runner(store, scripted, node="node2", clock=clock)
+    one = Runner(store, scripted, node="node1", clock=clock, isolate=False)
+    two = Runner(store, scripted, node="node2", clock=clock, isolate=False)
     Scripted.outcomes = [False, False, True, True]  # node1, node2, node1, node2
     clock.advance(minutes=5)
     one.run_scheduled()
@@ -170,7 +171,7 @@ def test_each_node_has_its_own_state(store, scripted, clock):
 
 def test_a_manual_run_counts_like_any_other(store, scripted, clock):
     task = add(store, clock)
-    runner = Runner(store, scripted, node="node1", clock=clock)
+    runner = Runner(store, scripted, node="node1", clock=clock, isolate=False)
     Scripted.outcomes = [False, True]
     runner.run_manually(task.id)
     runner.run_manually(task.id)
@@ -183,7 +184,7 @@ def test_an_interrupted_run_is_a_failure_too(store, scripted, clock, receiver):
     claim = store.claim_run(task.id, "node1", "manual", clock(), pid=os.getpid(),
                             host="elsewhere", timeout=60)
     clock.advance(days=1)  # long past its deadline
-    runner = Runner(store, scripted, node="node1", clock=clock,
+    runner = Runner(store, scripted, node="node1", clock=clock, isolate=False,
                     notify=Settings(url=receiver.url))
     assert runner.recover_interrupted(clock()) == [claim.run_id]
     [(_, data)] = receiver.requests
