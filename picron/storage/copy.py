@@ -11,6 +11,7 @@ import os
 
 from picron.errors import StorageError, ValidationError
 from picron.storage import Store, is_postgres, open_store
+from picron.storage.sqlitedb import remove_database_files
 
 # Every table of picron's schema, parents first (tests/test_copy_db.py checks the list
 # against the schema, so a new table cannot be forgotten here).
@@ -63,7 +64,7 @@ def _new_sqlite_file(source: Store, path: str, *, replace: bool) -> dict[str, in
     """Fill a new SQLite file (0600 from its creation) under a temporary name, then move it
     into place, so nobody ever sees half a copy."""
     temporary = f"{path}.partial-{os.getpid()}"
-    _remove(temporary)
+    remove_database_files(temporary)
     try:
         with open_store(temporary, default_zone=source.default_zone) as target:
             counts = copy_rows(source, target)
@@ -76,13 +77,5 @@ def _new_sqlite_file(source: Store, path: str, *, replace: bool) -> dict[str, in
     except OSError as error:
         raise StorageError(f"{path}: {error.strerror}") from None
     finally:
-        _remove(temporary)
+        remove_database_files(temporary)
     return counts
-
-
-def _remove(path: str) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            os.unlink(path + suffix)
-        except FileNotFoundError:
-            pass

@@ -483,6 +483,10 @@ class SqlStore(Store):
         if status is not None:
             clauses.append("run.status = ?")
             params.append(status)
+        return self._select_runs(clauses, params, limit)
+
+    def _select_runs(self, clauses: list[str], params: list, limit: int) -> list[Run]:
+        """Runs matching every clause, newest first."""
         where = f" where {' and '.join(clauses)}" if clauses else ""
         rows = self._all(f"{_RUN_SELECT}{where} order by run.id desc limit ?",
                          (*params, limit))
@@ -516,10 +520,7 @@ class SqlStore(Store):
         if before is not None:
             clauses.append("run.id < ?")
             params.append(before)
-        where = f" where {' and '.join(clauses)}" if clauses else ""
-        rows = self._all(f"{_RUN_SELECT}{where} order by run.id desc limit ?",
-                         (*params, limit))
-        return [_run(row) for row in rows]
+        return self._select_runs(clauses, params, limit)
 
     def get_run(self, run_id: int) -> Run:
         row = self._one(f"{_RUN_SELECT} where run.id = ?", (run_id,))

@@ -377,10 +377,11 @@ def _create_file(path: str) -> None:
         raise storage_error(error, path) from None
     finally:
         if temporary is not None:
-            _remove(temporary)
+            remove_database_files(temporary)
 
 
-def _remove(path: str) -> None:
+def remove_database_files(path: str) -> None:
+    """Delete a SQLite file and the -wal/-shm/-journal files beside it, if there."""
     for suffix in ("", "-wal", "-shm", "-journal"):
         try:
             os.unlink(path + suffix)
@@ -434,7 +435,7 @@ def backup_database(conn: sqlite3.Connection, target: str) -> None:
         os.replace(temporary, target)
     except (OSError, sqlite3.Error) as error:
         if temporary is not None:
-            _remove(temporary)
+            remove_database_files(temporary)
         if isinstance(error, sqlite3.Error):
             raise storage_error(error, target, where=f"backup {target}") from None
         raise StorageError(f"backup {target}: {error.strerror or error}") from None
