@@ -166,6 +166,28 @@ def test_a_finished_run_records_its_attempt(store, clock):
     assert task.to_json()["last_attempts"] == {"node1": started.isoformat()}
 
 
+def test_an_edit_returns_the_task_as_stored(store, clock):
+    """edit_task builds its answer from what it wrote, without reading it back: it must
+    equal a fresh read (options by key, kept run state, an unassigned node's row gone)."""
+    task = store.add_task(spec(taskmodule="fail", nodes=("node1", "node2"),
+                               options={"b": "2", "a": "1"}), clock())
+    run = claim(store, task.id, node="node3")  # a manual run where it is not assigned
+    store.finish_run(run.run_id, "failed", START + timedelta(seconds=1), 1.0, "no")
+    run = claim(store, task.id, now=clock.advance(hours=1))
+    store.finish_run(run.run_id, "failed", clock() + timedelta(seconds=1), 1.0, "no")
+    assert "node3" in store.get_task(task.id).last_status
+    for change in ({"active": False}, {"options": {"z": "9", "c": "3"}},
+                   {"nodes": ("node2", "node1"), "timezone": "Europe/Paris"}):
+        edited = store.edit_task(task.id, lambda s, c=change: TaskSpec(**{
+            **{f: getattr(s, f) for f in TaskSpec.__dataclass_fields__}, **c}),
+            clock.advance(minutes=1))
+        fresh = store.get_task(task.id)
+        assert edited == fresh
+        assert edited.to_json() == fresh.to_json()
+        assert list(edited.options) == list(fresh.options)
+    assert fresh.failure_streak == {"node1": 1, "node2": 0} and not fresh.active
+
+
 def test_claims_carry_the_owner_and_the_effective_timeout(store, clock):
     own = store.add_task(spec("own", timeout=5), clock())
     default = store.add_task(spec("default"), clock())

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
 
+from picron.errors import NotFound
 from picron.storage import pgdb
 from picron.storage.pgdb import psycopg, translate
 from picron.storage.sql import SqlStore
@@ -246,6 +247,23 @@ class PostgresStore(SqlStore):
 
     def _task_json_sql(self) -> str:
         return _TASK_JSON
+
+    def _task_parts(self, task_id: int) -> tuple:
+        """One round trip instead of three: the options and node rows come as JSON
+        aggregates beside the task row (every task_node column is text or integer, so
+        JSON gives back the same Python values)."""
+        row = self._one(_TASK_PARTS, (task_id,))
+        if row is None:
+            raise NotFound(f"task {task_id} not found", field="id")
+        return row, dict(row["picron_options"]), row["picron_nodes"]
+
+
+# get_task's reads in one statement (``SqlStore._task_parts``).
+_TASK_PARTS = (
+    "select t.*, coalesce((select json_agg(json_build_array(key, value) order by key)"
+    " from task_option where task_id = t.id), '[]') as picron_options,"
+    " coalesce((select json_agg(row_to_json(n) order by position) from task_node n"
+    " where n.task_id = t.id), '[]') as picron_nodes from task t where t.id = ?")
 
 
 def _per_node(column: str, where: str = "") -> str:

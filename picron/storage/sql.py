@@ -30,6 +30,9 @@ _DEFINITION_COLUMNS = ("name", "active", "ordering", "interval", "timezone", "ta
                        "retry_if_failed", "max_retries", "timeout", "notify_url",
                        "notify_email")
 _FLAGS = ("active", "retry_if_failed")
+# The task_node columns ``_write_nodes`` writes, in this order.
+_NODE_COLUMNS = ("task_id", "node", "position", "last_run_at", "next_run_at", "due_at",
+                 "last_status", "failure_streak", "failed_attempts", "last_attempt_at")
 
 # task_node.position of a node the task is not assigned to: the row only keeps what a manual
 # run there recorded (SPEC §2 rule 7: shown, never due; the next edit removes it, rule 5).
@@ -162,10 +165,19 @@ class SqlStore(Store):
                          (self._flag(active),))[0]
 
     def get_task(self, task_id: int) -> Task:
-        rows = self._all("select * from task where id = ?", (task_id,))
-        if not rows:
+        return _make_task(*self._task_parts(task_id))
+
+    def _task_parts(self, task_id: int) -> tuple:
+        """The task's row, its options (by key) and its node rows (by position): what
+        ``_make_task`` builds a ``Task`` from. A backend where each query is a round trip
+        reads them in one. Raises ``NotFound``."""
+        row = self._one("select * from task where id = ?", (task_id,))
+        if row is None:
             raise NotFound(f"task {task_id} not found", field="id")
-        return self._build_tasks(rows)[0]
+        options = {r[0]: r[1] for r in self._all(
+            "select key, value from task_option where task_id = ? order by key", (task_id,))}
+        return row, options, self._all(
+            "select * from task_node where task_id = ? order by position", (task_id,))
 
     def find_task(self, name: str) -> Task:
         rows = self._all("select * from task where name = ?", (name,))
@@ -192,20 +204,27 @@ class SqlStore(Store):
     def edit_task(self, task_id: int, change: Callable[[TaskSpec], TaskSpec], now: datetime,
                   actor: str = "system", action: str = "edit") -> Task:
         with self.transaction():
-            stored = self.get_task(task_id)
+            row, options, node_rows = self._task_parts(task_id)
+            stored = _make_task(row, options, node_rows)
             spec = change(stored.spec)
             if spec == stored.spec:
                 return stored
-            values = [*self._definition(spec), to_db(now), task_id]
+            definition = self._definition(spec)
             with _name_must_be_free(spec.name):
                 self._exec(f"update task set {', '.join(f'{c} = ?' for c in _DEFINITION_COLUMNS)},"
-                           " last_update = ? where id = ?", values)
-            self._exec("delete from task_option where task_id = ?", (task_id,))
-            self._write_options(task_id, spec.options)
-            self._write_nodes(task_id, spec, now, self._node_states(task_id))
+                           " last_update = ? where id = ?", [*definition, to_db(now), task_id])
+            if spec.options != stored.spec.options:
+                self._exec("delete from task_option where task_id = ?", (task_id,))
+                self._write_options(task_id, spec.options)
+            nodes = self._write_nodes(task_id, spec, now, {
+                r["node"]: (r["last_run_at"], r["last_status"], r["failure_streak"],
+                            r["failed_attempts"], r["last_attempt_at"]) for r in node_rows})
             self._audit(now, actor, action, task_id,
                         f"{spec.name}: {_changes(stored.spec, spec)}")
-            return self.get_task(task_id)
+            # The task as stored now, built from what was just written (no second read).
+            return _make_task({"id": task_id, **dict(zip(_DEFINITION_COLUMNS, definition)),
+                               "last_update": to_db(now)},
+                              dict(sorted(spec.options.items())), nodes)
 
     def set_active(self, task_id: int, active: bool, now: datetime,
                    actor: str = "system") -> Task:
@@ -228,14 +247,10 @@ class SqlStore(Store):
         self._exec_many("insert into task_option (task_id, key, value) values (?, ?, ?)",
                         [(task_id, key, value) for key, value in options.items()])
 
-    def _node_states(self, task_id: int) -> dict[str, tuple]:
-        rows = self._all("select node, last_run_at, last_status, failure_streak,"
-                         " failed_attempts, last_attempt_at from task_node where task_id = ?",
-                         (task_id,))
-        return {row[0]: tuple(row)[1:] for row in rows}
-
     def _write_nodes(self, task_id: int, spec: TaskSpec, now: datetime,
-                     last_runs: dict[str, tuple]) -> None:
+                     last_runs: dict[str, tuple]) -> list[dict]:
+        """Replace the task's node rows (an unassigned node's row goes: rule 5); returns
+        the rows written, by position."""
         zone = get_zone(spec.timezone, self.default_zone)
         self._exec("delete from task_node where task_id = ?", (task_id,))
         rows = []
@@ -251,6 +266,7 @@ class SqlStore(Store):
             "insert into task_node (task_id, node, position, last_run_at, next_run_at, due_at,"
             " last_status, failure_streak, failed_attempts, last_attempt_at)"
             " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return [dict(zip(_NODE_COLUMNS, row)) for row in rows]
 
     def _build_tasks(self, rows: list, node: str | None = None) -> list[Task]:
         if not rows:
@@ -268,26 +284,9 @@ class SqlStore(Store):
             nodes.setdefault(row["task_id"], []).append(row)
         tasks = []
         for row in rows:
-            node_rows = nodes.get(row["id"], [])
-            assigned = [r for r in node_rows if r["position"] != UNASSIGNED]
-            if node is not None and node not in {r["node"] for r in assigned}:
-                continue
-            tasks.append(Task(
-                id=row["id"], name=row["name"], active=bool(row["active"]),
-                ordering=row["ordering"], interval=row["interval"], timezone=row["timezone"],
-                nodes=tuple(r["node"] for r in assigned), taskmodule=row["taskmodule"],
-                options=options.get(row["id"], {}),
-                retry_if_failed=bool(row["retry_if_failed"]), max_retries=row["max_retries"],
-                timeout=row["timeout"], last_update=from_db(row["last_update"]),
-                last_runs={r["node"]: from_db(r["last_run_at"])
-                           for r in node_rows if r["last_run_at"]},
-                next_runs={r["node"]: from_db(r["next_run_at"]) for r in assigned},
-                last_status={r["node"]: r["last_status"] for r in node_rows if r["last_status"]},
-                failure_streak={r["node"]: r["failure_streak"] for r in node_rows},
-                notify_url=row["notify_url"], notify_email=row["notify_email"],
-                last_attempts={r["node"]: from_db(r["last_attempt_at"])
-                               for r in node_rows if r["last_attempt_at"]},
-            ))
+            task = _make_task(row, options.get(row["id"], {}), nodes.get(row["id"], []))
+            if node is None or node in task.nodes:
+                tasks.append(task)
         return tasks
 
     # -- scheduling ----------------------------------------------------------------------
@@ -649,6 +648,27 @@ def _unfinished_at(mark: TickMark | None) -> tuple[str, tuple]:
     return (" and not exists (select 1 from run where run.task_id = task.id and run.node ="
             f" task_node.node and run.status in ({failures}) and (run.id > ?{running}))",
             (*FAILURE_STATUSES, mark.last_run_id, *mark.running))
+
+
+def _make_task(row, options: dict[str, str], node_rows: Sequence) -> Task:
+    """A ``Task`` from its task row, options and node rows (by position; rows are
+    read by column name)."""
+    assigned = [r for r in node_rows if r["position"] != UNASSIGNED]
+    return Task(
+        id=row["id"], name=row["name"], active=bool(row["active"]),
+        ordering=row["ordering"], interval=row["interval"], timezone=row["timezone"],
+        nodes=tuple(r["node"] for r in assigned), taskmodule=row["taskmodule"],
+        options=options, retry_if_failed=bool(row["retry_if_failed"]),
+        max_retries=row["max_retries"], timeout=row["timeout"],
+        last_update=from_db(row["last_update"]),
+        last_runs={r["node"]: from_db(r["last_run_at"]) for r in node_rows if r["last_run_at"]},
+        next_runs={r["node"]: from_db(r["next_run_at"]) for r in assigned},
+        last_status={r["node"]: r["last_status"] for r in node_rows if r["last_status"]},
+        failure_streak={r["node"]: r["failure_streak"] for r in node_rows},
+        notify_url=row["notify_url"], notify_email=row["notify_email"],
+        last_attempts={r["node"]: from_db(r["last_attempt_at"])
+                       for r in node_rows if r["last_attempt_at"]},
+    )
 
 
 @contextmanager

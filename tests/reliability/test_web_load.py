@@ -69,10 +69,7 @@ def _client_loop(served, stop, latencies, errors, ids, seed) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize("lab", ["sqlite", pytest.param("postgres", marks=pytest.mark.xfail(
-    reason="M6: W1's p99 <= 250 ms is not met on PostgreSQL on a 2-core machine shared with "
-           "the server (p99 294 ms idle, 0.6-1.1 s loaded; docs/reliability.md)", strict=False))],
-    indirect=True)
+@BOTH_BACKENDS
 def test_w1_concurrent_clients(lab, serve, figure):
     ids = _tasks(lab)
     served = serve(password="correct horse battery")
