@@ -150,7 +150,6 @@ def test_list_pages_and_counts(store, clock):
     assert [t.name for t in store.list_tasks(offset=3)] == ["t1", "t0"]
     assert (store.count_tasks(), store.count_tasks(active=True),
             store.count_tasks(active=False)) == (5, 4, 1)
-    assert store.task_position(store.find_task("t2")) == 2
 
 
 def test_a_finished_run_records_its_attempt(store, clock):

@@ -166,10 +166,6 @@ class Store(ABC):
         what the web's caches are keyed by."""
 
     @abstractmethod
-    def task_position(self, task: Task) -> int:
-        """How many tasks come before ``task`` in run order (to find its page)."""
-
-    @abstractmethod
     def count_tasks(self, active: bool | None = None) -> int:
         """How many tasks exist; only the active (or inactive) ones if ``active`` is given."""
 

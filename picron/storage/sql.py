@@ -146,11 +146,6 @@ class SqlStore(Store):
         return tuple(self._one("select (select max(id) from audit), (select max(id) from run),"
                                " (select count(*) from run where status = 'running')"))
 
-    def task_position(self, task: Task) -> int:
-        return self._one("select count(*) from task where ordering < ?"
-                         " or (ordering = ? and id < ?)",
-                         (task.ordering, task.ordering, task.id))[0]
-
     def list_tasks_json(self, node: str | None = None) -> list[str]:
         where, params = ("", ()) if node is None else (
             " where exists (select 1 from task_node where task_id = t.id and node = ?"

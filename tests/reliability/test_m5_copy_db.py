@@ -2,9 +2,9 @@
 there exactly as they would have on SQLite."""
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta, timezone
 
+from tests.conftest import dump
 from tests.reliability.conftest import T0, scale
 from tests.reliability.test_r11_soak import INTERVALS
 from picron.modules import Registry
@@ -55,20 +55,12 @@ def _rows(location: str) -> dict[str, list[tuple]]:
         store.close()
 
 
-def _dump(path: str) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
-
-
 def test_m5_a_month_copied_into_postgres_ticks_on_the_same(lab, clock, pg_location, figure):
     _history(lab.db, clock)
-    before = _dump(lab.db)
+    before = dump(lab.db)
     copied = lab.run("copy-db", pg_location)
     assert copied.returncode == 0, copied.stderr
-    assert _dump(lab.db) == before                                   # the source only read
+    assert dump(lab.db) == before                                   # the source only read
     sqlite_rows, postgres_rows = _rows(lab.db), _rows(pg_location)
     assert sqlite_rows == postgres_rows                              # every row equal
     assert lab.run("copy-db", pg_location).returncode == 2           # not over a full one

@@ -64,7 +64,7 @@ def clone_task(ctx: Context, req: Request, task_id: str) -> Response:
     values["options"] = {key: "" if key in secret else value
                          for key, value in values["options"].items()}
     values["name"] = f"{task.name} (copy)"[:64]
-    return _form(ctx, req, values, clone_of=task)
+    return _form(ctx, req, values)
 
 
 def create_task(ctx: Context, req: Request) -> Response:
@@ -220,8 +220,7 @@ def _first_module(ctx) -> str:
 
 
 def _form(ctx: Context, req: Request, values: dict, task: Task | None = None, *,
-          errors: dict[str, str] | None = None, status: int = 200,
-          clone_of: Task | None = None) -> Response:
+          errors: dict[str, str] | None = None, status: int = 200) -> Response:
     errors = errors or {}
 
     def slot(name: str) -> Raw:
